@@ -1,0 +1,71 @@
+"""What every datagram-based source shares: the datagram, the quarantine item, counters.
+
+Decoders are pure (datagrams in, record batch out, no I/O); the socket and file shells
+around them build ``Datagram`` values and pass them in batches.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+#: Drop reasons every collector counts (SYSTEM.md §3). Decoders may add finer ones.
+KERNEL_OVERFLOW = "kernel_socket_overflow"
+QUEUE_FULL = "internal_queue_full"
+NO_TEMPLATE = "data_before_template"
+MALFORMED = "malformed"
+UNKNOWN_EXPORTER = "unknown_exporter"
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    """One UDP payload as received: who sent it, the bytes, and when (unix seconds)."""
+
+    exporter: str
+    payload: bytes
+    received_at: float
+    port: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """Input that could not be used, kept with the reason and the place of the problem."""
+
+    source: str
+    exporter: str
+    received_at: float
+    reason: str
+    detail: str
+    payload: bytes
+    offset: int | None = None
+
+
+@dataclass(slots=True)
+class DecodeResult:
+    """What one ``decode`` call produced: records, and the inputs that were set aside."""
+
+    records: pa.Table
+    quarantined: list[Quarantined] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class SourceCounters:
+    """Running counters of one source instance, shown in status and heartbeats."""
+
+    datagrams: int = 0
+    bytes_received: int = 0
+    records: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    #: export sequence gaps, per exporter (flows or datagrams never received upstream)
+    sequence_lost: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "datagrams": self.datagrams,
+            "bytes_received": self.bytes_received,
+            "records": self.records,
+            "dropped": dict(self.dropped),
+            "sequence_lost": dict(self.sequence_lost),
+        }
