@@ -415,7 +415,9 @@ def encode_v9(
     boot = _boot_time(exporter, columns, now)
     _uptime_columns(columns, boot)
     templates, template_records = _v9_templates(exporter)
-    packed = {tid: _pack(columns, rows, V9_LAYOUTS[tid]) for tid, rows in _split_by_version(columns)}
+    packed = {
+        tid: _pack(columns, rows, V9_LAYOUTS[tid]) for tid, rows in _split_by_version(columns)
+    }
     plan = _plan(
         [(tid, len(p), p.dtype.itemsize) for tid, p in packed.items()],
         MAX_DATAGRAM_BYTES - 20, len(templates), exporter._since_template,
@@ -475,9 +477,10 @@ def encode_ipfix(
 
     for with_templates, tid, first, count in plan:
         size = packed[tid].dtype.itemsize
-        data_set = struct.pack("!HH", tid, 4 + count * size) + bodies[tid][
-            first * size : (first + count) * size
-        ]
+        data_set = (
+            struct.pack("!HH", tid, 4 + count * size)
+            + bodies[tid][first * size : (first + count) * size]
+        )
         out.append(message((templates if with_templates else b"") + data_set))
         exporter.sequence += count + (option_records if with_templates else 0)
         exporter.datagrams += 1
