@@ -1,0 +1,186 @@
+"""From decoded element columns to usage records (SYSTEM.md §2), for v5, v9 and IPFIX.
+
+Everything here works on whole columns. Per-record attributes that come from the
+message header (export time, exporter uptime, exporter, sampling rate) arrive already
+broadcast to one value per record (``np.repeat`` by the caller).
+
+Times, in µs since the Unix epoch:
+
+* v5 and v9 (RFC 3954 §8, FIRST_SWITCHED/LAST_SWITCHED = 22/21): milliseconds of
+  exporter uptime; absolute = export time − (sysUpTime − switched). The difference is
+  taken modulo 2³² as a signed value, so uptime wrap-around after 49.7 days and records
+  stamped a little after the header both come out right.
+* IPFIX (RFC 7012 §5.9): flowStart/End Seconds (150/151), Milliseconds (152/153),
+  Microseconds and Nanoseconds (154-157, NTP 64-bit timestamps, RFC 7011 §6.1.9-10),
+  DeltaMicroseconds (158/159, before the message's export time), and SysUpTime (22/21)
+  relative to systemInitTimeMilliseconds (160) from the record or from options data.
+* A record with no usable start takes its end, and one with neither takes the export
+  time: a usage record must have a time to be billed, and the export time is the
+  closest bound the exporter gave.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from netdistill.records.ip import ipv4_to_text, ipv6_to_text
+from netdistill.records.schema import SOURCE_SCHEMA, conform
+from netdistill.sources.netflow import elements as ie
+from netdistill.sources.netflow.extract import Columns
+
+_NTP_EPOCH_OFFSET_S = 2_208_988_800  # 1900-01-01 → 1970-01-01
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+_INTEGER_FIELDS: dict[str, np.dtype] = {
+    "protocol": np.dtype(np.uint8),
+    "tos": np.dtype(np.uint8),
+    "tcp_flags": np.dtype(np.uint16),
+    "src_port": np.dtype(np.uint16),
+    "dst_port": np.dtype(np.uint16),
+    "input_if": np.dtype(np.uint32),
+    "output_if": np.dtype(np.uint32),
+    "src_as": np.dtype(np.uint32),
+    "dst_as": np.dtype(np.uint32),
+    "direction": np.dtype(np.uint8),
+}
+
+
+@dataclass(slots=True)
+class RecordContext:
+    """Per-record values from outside the record, one entry per record."""
+
+    export_us: np.ndarray  # int64, message export time
+    exporter_index: np.ndarray  # int32 index into ``exporters``
+    exporters: list[str]
+    sampling_rate: np.ndarray  # uint32, ≥ 1
+    #: v5/v9: exporter uptime in ms at export (int64); None for IPFIX
+    uptime_ms: np.ndarray | None = None
+    #: IPFIX: systemInitTimeMilliseconds known from options data, -1 = unknown
+    init_ms: np.ndarray | None = None
+
+
+def _first(columns: Columns, candidates: tuple[int, ...]) -> tuple[int, np.ndarray] | None:
+    for element_id in candidates:
+        column = columns.get(element_id)
+        if column is not None:
+            return element_id, column
+    return None
+
+
+def _clip(column: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Narrow to the record field's type; an over-wide value saturates instead of
+    wrapping (a reduced-size encoding is the common case, an over-wide one is rare)."""
+    if column.dtype.itemsize > dtype.itemsize:
+        column = np.minimum(column, np.iinfo(dtype).max)
+    return column.astype(dtype, copy=False)
+
+
+def _address(element_id: int, column: np.ndarray) -> pa.Array:
+    if element_id in ie.IPV6_ELEMENTS:
+        return ipv6_to_text(column)
+    return ipv4_to_text(column)
+
+
+def _ntp_to_us(value: np.ndarray) -> np.ndarray:
+    value = value.astype(np.uint64)
+    seconds = (value >> np.uint64(32)).astype(np.int64) - _NTP_EPOCH_OFFSET_S
+    fraction = value & np.uint64(0xFFFFFFFF)
+    micros = ((fraction * np.uint64(1_000_000)) >> np.uint64(32)).astype(np.int64)
+    return seconds * 1_000_000 + micros
+
+
+def _uptime_relative_us(
+    switched: np.ndarray, uptime_ms: np.ndarray, export_us: np.ndarray
+) -> np.ndarray:
+    behind = (uptime_ms - switched.astype(np.int64)) & 0xFFFFFFFF
+    behind = np.where(behind >= 1 << 31, behind - (1 << 32), behind)
+    return export_us - behind * 1000
+
+
+def _time_us(
+    columns: Columns, ctx: RecordContext, *, start: bool, init_ms: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(time µs, valid mask) of the flow start or end."""
+    n = len(ctx.export_us)
+    if ctx.uptime_ms is not None:  # v5 / v9
+        column = columns.get(ie.FLOW_START_SYS_UP_TIME if start else ie.FLOW_END_SYS_UP_TIME)
+        if column is not None:
+            return _uptime_relative_us(column, ctx.uptime_ms, ctx.export_us), np.ones(n, bool)
+        return np.zeros(n, np.int64), np.zeros(n, bool)
+    offset = 0 if start else 1
+    scaled = (
+        (ie.FLOW_START_MILLISECONDS + offset, 1_000),
+        (ie.FLOW_START_SECONDS + offset, 1_000_000),
+    )
+    for element_id, factor in scaled:
+        column = columns.get(element_id)
+        if column is not None:
+            return column.astype(np.int64) * factor, np.ones(n, bool)
+    for element_id in (ie.FLOW_START_MICROSECONDS + offset, ie.FLOW_START_NANOSECONDS + offset):
+        column = columns.get(element_id)
+        if column is not None:
+            return _ntp_to_us(column), np.ones(n, bool)
+    column = columns.get(ie.FLOW_START_DELTA_MICROSECONDS + offset)
+    if column is not None:
+        return ctx.export_us - column.astype(np.int64), np.ones(n, bool)
+    column = columns.get(ie.FLOW_START_SYS_UP_TIME if start else ie.FLOW_END_SYS_UP_TIME)
+    if column is not None and init_ms is not None:
+        valid = init_ms >= 0
+        return (init_ms + column.astype(np.int64)) * 1000, valid
+    return np.zeros(n, np.int64), np.zeros(n, bool)
+
+
+def build_records(columns: Columns, ctx: RecordContext, source: str) -> pa.Table:
+    """One usage-record table (``SOURCE_SCHEMA``) from the element columns of records
+    that share one template (or one v5 batch)."""
+    n = len(ctx.export_us)
+    out: dict[str, pa.Array] = {}
+
+    init_ms = ctx.init_ms
+    in_record_init = columns.get(ie.SYSTEM_INIT_TIME_MILLISECONDS)
+    if in_record_init is not None:
+        init_ms = in_record_init.astype(np.int64)
+    start_us, start_ok = _time_us(columns, ctx, start=True, init_ms=init_ms)
+    end_us, end_ok = _time_us(columns, ctx, start=False, init_ms=init_ms)
+    end_us = np.where(end_ok, end_us, np.where(start_ok, start_us, ctx.export_us))
+    start_us = np.where(start_ok, start_us, end_us)
+    out["start_time"] = pa.array(start_us, _TIMESTAMP)
+    out["end_time"] = pa.array(end_us, _TIMESTAMP)
+    out["duration_s"] = pa.array((end_us - start_us) / 1e6, pa.float64())
+
+    src = _first(columns, ie.FIELD_SOURCES["src_ip"])
+    next_hops = ie.FIELD_SOURCES["next_hop"]
+    if src is not None and src[0] in ie.IPV6_ELEMENTS:
+        # templates that carry both families of next hop fill the one of the flow's family
+        next_hops = tuple(e for e in next_hops if e in ie.IPV6_ELEMENTS) + tuple(
+            e for e in next_hops if e in ie.IPV4_ELEMENTS
+        )
+    for name, candidates in (
+        ("src_ip", ie.FIELD_SOURCES["src_ip"]),
+        ("dst_ip", ie.FIELD_SOURCES["dst_ip"]),
+        ("next_hop", next_hops),
+    ):
+        found = _first(columns, candidates)
+        if found is not None:
+            out[name] = _address(*found)
+
+    rate = ctx.sampling_rate.astype(np.uint64)
+    for name in ("bytes", "packets"):
+        found = _first(columns, ie.FIELD_SOURCES[name])
+        if found is not None:
+            out[name] = pa.array(found[1].astype(np.uint64) * rate, pa.uint64())
+    out["sampling_rate"] = pa.array(ctx.sampling_rate.astype(np.uint32), pa.uint32())
+
+    for name, dtype in _INTEGER_FIELDS.items():
+        found = _first(columns, ie.FIELD_SOURCES[name])
+        if found is not None:
+            out[name] = pa.array(_clip(found[1], dtype))
+
+    exporters = pa.array(ctx.exporters, pa.string())
+    out["exporter"] = pc.take(exporters, pa.array(ctx.exporter_index, pa.int32()))
+    out["source"] = pc.take(pa.array([source], pa.string()), pa.array(np.zeros(n, np.int32)))
+    return conform(pa.table(out), SOURCE_SCHEMA)
