@@ -12,7 +12,9 @@ from netdistill.records.fields import MANAGER_FIELDS, STANDARD_FIELDS, Field, Fi
 
 
 def records_schema(
-    fields: FieldRegistry | tuple[Field, ...] = STANDARD_FIELDS, *, with_manager_fields: bool = False
+    fields: FieldRegistry | tuple[Field, ...] = STANDARD_FIELDS,
+    *,
+    with_manager_fields: bool = False,
 ) -> pa.Schema:
     """The schema of a batch as sources emit it (without record_id and ingested_at by
     default: the manager stamps those on commit)."""
@@ -29,9 +31,7 @@ SOURCE_SCHEMA = records_schema()
 
 
 def empty_batch(schema: pa.Schema = SOURCE_SCHEMA) -> pa.RecordBatch:
-    return pa.RecordBatch.from_arrays(
-        [pa.nulls(0, f.type) for f in schema], schema=schema
-    )
+    return pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)
 
 
 def conform(table: pa.Table | pa.RecordBatch, schema: pa.Schema = SOURCE_SCHEMA) -> pa.Table:
@@ -49,3 +49,20 @@ def conform(table: pa.Table | pa.RecordBatch, schema: pa.Schema = SOURCE_SCHEMA)
         else:
             columns.append(pa.nulls(n, field.type))
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def constant_column(value: str, n: int) -> pa.Array:
+    """A string column of ``n`` copies of ``value``, built without a per-row Python list."""
+    import numpy as np
+
+    indices = pa.array(np.zeros(n, dtype=np.int32))
+    return pa.DictionaryArray.from_arrays(indices, pa.array([value])).cast(pa.string())
+
+
+def with_constant(table: pa.Table, name: str, value: str) -> pa.Table:
+    """``table`` with column ``name`` set to ``value`` on every row."""
+    column = constant_column(value, table.num_rows)
+    index = table.schema.get_field_index(name)
+    if index < 0:
+        return table.append_column(name, column)
+    return table.set_column(index, table.schema.field(index), column)

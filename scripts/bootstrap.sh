@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Make a fresh machine ready: Debian packages the tests' real peers need (installed only
+# when missing), and the project with its test tools in .venv. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command → Debian package
+declare -A NEEDED=(
+  [softflowd]=softflowd      # real NetFlow v5/v9/IPFIX exporter
+  [nfcapd]=nfdump            # peer collector, totals via nfdump
+  [nfacctd]=pmacct           # peer collector for the benchmark
+  [tcpdump]=tcpdump          # independent datagram counts of captures
+)
+missing=()
+for command in "${!NEEDED[@]}"; do
+  command -v "$command" >/dev/null 2>&1 || missing+=("${NEEDED[$command]}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  echo "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 \
+  | grep -v -E '^WARNING: Location .* is ignored' || true
+.venv/bin/netdistill --version >/dev/null

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: bootstrap, lint, unit and integration tests,
+# and the benchmarks in smoke mode (they print figures; they never fail on speed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+.venv/bin/ruff check .
+.venv/bin/python -m pytest "$@"
+if [ -f benchmarks/netflow_ingest.py ]; then
+  .venv/bin/python benchmarks/netflow_ingest.py --smoke
+fi

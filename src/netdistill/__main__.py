@@ -1,0 +1,3 @@
+from netdistill.cli import main
+
+main()

@@ -1,0 +1,145 @@
+"""The manager's HTTP API (used by the CLI while ``run`` holds the store, and later by
+the console and remote gatherers).
+
+Every route needs the bearer token written to ``<data-dir>/manager.json`` (mode 0600),
+so only users who can read the data directory can talk to a running manager. Query
+results travel as Arrow IPC streams: types (timestamps, unsigned ints) survive the trip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pyarrow as pa
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+
+from netdistill import __version__
+from netdistill.errors import NetdistillError
+from netdistill.sources.base import Quarantined
+from netdistill.store import Store
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
+
+class QueryRequest(BaseModel):
+    sql: str
+    params: dict[str, Any] | None = None
+
+
+class FieldRequest(BaseModel):
+    name: str
+    type: str
+    description: str = ""
+
+
+class AlterRequest(BaseModel):
+    type: str
+
+
+def table_to_ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def ipc_to_table(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+
+
+def quarantine_to_table(items: Sequence[Quarantined]) -> pa.Table:
+    names = [f.name for f in dataclasses.fields(Quarantined)]
+    return pa.Table.from_pylist(
+        [dataclasses.asdict(q) for q in items],
+        schema=pa.schema(
+            [
+                (
+                    n,
+                    pa.binary()
+                    if n == "payload"
+                    else pa.float64()
+                    if n == "received_at"
+                    else pa.int64()
+                    if n == "offset"
+                    else pa.string(),
+                )
+                for n in names
+            ]
+        ),
+    )
+
+
+def quarantine_from_table(table: pa.Table) -> list[Quarantined]:
+    return [Quarantined(**row) for row in table.to_pylist()]
+
+
+def create_app(store: Store, *, token: str, status: Callable[[], dict[str, Any]]) -> FastAPI:
+    app = FastAPI(title="netdistill manager", version=__version__)
+
+    def authorized(request: Request) -> None:
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise HTTPException(status_code=401, detail="missing or wrong bearer token")
+
+    @app.exception_handler(NetdistillError)
+    async def _netdistill_error(request: Request, exc: NetdistillError) -> JSONResponse:
+        return JSONResponse(status_code=400, content={"error": str(exc)})
+
+    guard = [Depends(authorized)]
+
+    @app.get("/api/status", dependencies=guard)
+    def get_status() -> dict[str, Any]:
+        return status()
+
+    @app.post("/api/query", dependencies=guard)
+    def post_query(body: QueryRequest) -> Response:
+        return Response(table_to_ipc(store.query(body.sql, body.params)), media_type=ARROW_STREAM)
+
+    @app.post("/api/commit", dependencies=guard)
+    async def post_commit(request: Request, origin: str, sequence: int) -> dict[str, int]:
+        table = ipc_to_table(await request.body())
+        return {"rows": store.commit(table, origin=origin, sequence=sequence)}
+
+    @app.post("/api/quarantine", dependencies=guard)
+    async def post_quarantine(request: Request) -> dict[str, int]:
+        items = quarantine_from_table(ipc_to_table(await request.body()))
+        return {"rows": store.commit_quarantine(items)}
+
+    @app.get("/api/commit/last", dependencies=guard)
+    def get_last(origin: str) -> dict[str, int]:
+        return {"sequence": store.last_sequence(origin)}
+
+    @app.get("/api/fields", dependencies=guard)
+    def get_fields() -> list[dict[str, Any]]:
+        return [
+            {
+                "id": f.id,
+                "name": f.name,
+                "type": f.type,
+                "description": f.description,
+                "standard": f.standard,
+            }
+            for f in store.fields
+        ]
+
+    @app.post("/api/fields", dependencies=guard)
+    def add_field(body: FieldRequest) -> dict[str, str]:
+        store.add_field(body.name, body.type, body.description)
+        return {"added": body.name}
+
+    @app.delete("/api/fields/{name}", dependencies=guard)
+    def drop_field(name: str) -> dict[str, str]:
+        store.drop_field(name)
+        return {"dropped": name}
+
+    @app.patch("/api/fields/{name}", dependencies=guard)
+    def alter_field(name: str, body: AlterRequest) -> dict[str, str]:
+        store.alter_field(name, body.type)
+        return {"altered": name}
+
+    return app

@@ -1,0 +1,147 @@
+"""Wiring of the manager process: store, API server, aging job.
+
+``Manager`` receives what it uses (an open store, a status provider, a clock) and owns
+the threads it starts; ``stop`` ends them and closes nothing it was given.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from netdistill import __version__
+from netdistill.manager.api import create_app
+from netdistill.manager.discovery import (
+    ManagerInfo,
+    remove_manager_info,
+    write_manager_info,
+)
+from netdistill.scheme.models import ManagerConfig
+from netdistill.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class AgingJob:
+    """Deletes records older than the retention, every ``interval_s``."""
+
+    def __init__(self, store: Store, *, retention_s: float, interval_s: float) -> None:
+        self.store = store
+        self.retention_s = retention_s
+        self.interval_s = interval_s
+        self.deleted = 0
+        self.last_run: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="aging", daemon=True)
+
+    def run_once(self) -> int:
+        deleted = self.store.age(self.retention_s)
+        self.deleted += deleted
+        self.last_run = time.time()
+        if deleted:
+            log.info(
+                "aging deleted %d records older than %.1f days", deleted, self.retention_s / 86400
+            )
+        return deleted
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("aging failed; will try again")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
+class Manager:
+    """The manager's API and jobs around an open store."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: ManagerConfig,
+        *,
+        data_dir: Path,
+        status: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.data_dir = data_dir
+        self.started_at = time.time()
+        self._extra_status = status or (lambda: {})
+        self.token = secrets.token_urlsafe(24)
+        self.aging = AgingJob(
+            store, retention_s=config.retention_days * 86400, interval_s=config.aging_interval_s
+        )
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.api_url = ""
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "store": str(getattr(self.store, "path", "")),
+            "aging": {
+                "retention_days": self.config.retention_days,
+                "deleted": self.aging.deleted,
+                "last_run": self.aging.last_run,
+            },
+            **self._extra_status(),
+        }
+
+    def start(self) -> None:
+        app = create_app(self.store, token=self.token, status=self.status)
+        family = socket.AF_INET6 if ":" in self.config.api_host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.config.api_host, self.config.api_port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(
+                exc.errno,
+                f"cannot serve the API on {self.config.api_host}:{self.config.api_port}: "
+                f"{exc.strerror} (choose another with --ui-port)",
+            ) from None
+        sock.listen(128)
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        self.api_url = f"http://{shown}:{port}"
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="api", daemon=True
+        )
+        self._thread.start()
+        deadline = time.time() + 10
+        while not self._server.started and time.time() < deadline:
+            time.sleep(0.01)
+        write_manager_info(self.data_dir, ManagerInfo(os.getpid(), self.api_url, self.token))
+        self.aging.run_once()
+        self.aging.start()
+
+    def stop(self) -> None:
+        remove_manager_info(self.data_dir, os.getpid())
+        self.aging.stop()
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -1,0 +1,63 @@
+"""The central database behind one interface (the seeds' central database).
+
+The manager is the only writer. ``Store.commit`` is idempotent on (origin, sequence):
+a batch resent after a lost acknowledgement never creates duplicate records. DuckDB is
+the embedded default (``store/duckdb.py``); a PostgreSQL store implements the same
+protocol and passes the same tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import pyarrow as pa
+
+from netdistill.records.fields import FieldRegistry
+from netdistill.sources.base import Quarantined
+
+
+class Store(Protocol):
+    """The records table and everything derived from it.
+
+    Guarantees: ``commit`` returns only after the batch is durable (on disk for DuckDB);
+    it may be called from one thread at a time per store, while ``query`` may be called
+    from any thread concurrently. ``query`` never changes the store.
+    """
+
+    fields: FieldRegistry
+
+    def commit(self, batch: pa.Table, *, origin: str, sequence: int) -> int:
+        """Insert ``batch`` (source schema; record_id and ingested_at are stamped here).
+        Returns the number of rows inserted: 0 when (origin, sequence) was committed before."""
+        ...
+
+    def commit_quarantine(self, items: Sequence[Quarantined]) -> int: ...
+
+    def last_sequence(self, origin: str) -> int:
+        """The highest sequence committed for ``origin`` (0 if none)."""
+        ...
+
+    def query(self, sql: str, params: Mapping[str, object] | None = None) -> pa.Table: ...
+
+    def age(self, retention_s: float) -> int:
+        """Delete records ingested more than ``retention_s`` ago; return how many."""
+        ...
+
+    def add_field(self, name: str, type_: str, description: str = "") -> None: ...
+
+    def drop_field(self, name: str) -> None: ...
+
+    def alter_field(self, name: str, type_: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def open_duckdb(path: Path, *, read_only: bool = False) -> Store:
+    from netdistill.store.duckdb import DuckDBStore
+
+    return DuckDBStore(path, read_only=read_only)
+
+
+__all__ = ["Store", "open_duckdb"]

@@ -1,0 +1,257 @@
+"""The embedded store: one DuckDB file in the data directory.
+
+Tables: ``records`` (the usage records, one column per registered field),
+``quarantine`` (inputs that could not be used, with the reason and place),
+``_commits`` (origin, sequence) → rows, which makes ``commit`` idempotent, and
+``_fields``, the persistent field registry (ids are never reused).
+
+DuckDB allows one writing process per file, so while the manager runs, other processes
+(``netdistill query``) go through the manager's API; when it does not, they open the file
+read-only. Times are kept as TIMESTAMPTZ and the session time zone is UTC.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from netdistill.errors import FieldError, ReadOnlyQueryError, StoreError
+from netdistill.records.fields import (
+    MANAGER_FIELDS,
+    STANDARD_FIELDS,
+    Field,
+    FieldRegistry,
+    check_field_name,
+    check_field_type,
+)
+from netdistill.sources.base import Quarantined
+
+#: Statement types a read-only query may contain.
+_READ_ONLY = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS _fields (
+    id INTEGER PRIMARY KEY, name VARCHAR NOT NULL, type VARCHAR NOT NULL,
+    description VARCHAR, standard BOOLEAN NOT NULL, dropped BOOLEAN NOT NULL DEFAULT false);
+CREATE TABLE IF NOT EXISTS _commits (
+    origin VARCHAR NOT NULL, sequence BIGINT NOT NULL, rows BIGINT NOT NULL,
+    committed_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (origin, sequence));
+CREATE TABLE IF NOT EXISTS quarantine (
+    received_at TIMESTAMPTZ, source VARCHAR, exporter VARCHAR, reason VARCHAR,
+    detail VARCHAR, "offset" INTEGER, payload BLOB);
+"""
+
+
+def check_read_only(sql: str) -> None:
+    """Raise ``ReadOnlyQueryError`` unless every statement of ``sql`` only reads."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot parse query: {exc}") from None
+    if not statements:
+        raise StoreError("empty query")
+    for statement in statements:
+        if statement.type not in _READ_ONLY:
+            raise ReadOnlyQueryError(
+                f"only SELECT queries are allowed here, not {statement.type.name}"
+            )
+
+
+class DuckDBStore:
+    """The DuckDB implementation of ``netdistill.store.Store``."""
+
+    def __init__(
+        self, path: Path, *, read_only: bool = False, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        self._clock = clock
+        self._lock = threading.Lock()
+        if read_only and not self.path.exists():
+            raise StoreError(f"no store at {self.path}: nothing has been collected yet")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise StoreError(
+                    f"{self.path} is in use by another process (a running manager?): "
+                    "query it through the manager, or stop it first"
+                ) from None
+            raise StoreError(f"cannot open {self.path}: {exc}") from None
+        self._conn.execute("SET TimeZone = 'UTC'")
+        if not read_only:
+            self._conn.execute(_SCHEMA)
+            self._init_fields()
+        self.fields = self._load_fields()
+        if not read_only:
+            self._create_records()
+        row = self._conn.execute("SELECT max(record_id) FROM records").fetchone()
+        self._next_record_id = (row[0] or 0) + 1 if row else 1
+
+    # --- field registry ------------------------------------------------------------------
+
+    def _init_fields(self) -> None:
+        if self._conn.execute("SELECT count(*) FROM _fields").fetchone()[0]:  # type: ignore[index]
+            return
+        self._conn.executemany(
+            "INSERT INTO _fields VALUES (?, ?, ?, ?, true, false)",
+            [(f.id, f.name, f.type, f.description) for f in STANDARD_FIELDS],
+        )
+
+    def _load_fields(self) -> FieldRegistry:
+        rows = self._conn.execute(
+            "SELECT id, name, type, description, standard, dropped FROM _fields ORDER BY id"
+        ).fetchall()
+        live = [Field(r[0], r[1], r[2], r[3] or "", r[4]) for r in rows if not r[5]]
+        return FieldRegistry(live, next_id=max((r[0] for r in rows), default=0) + 1)
+
+    def _create_records(self) -> None:
+        columns = ", ".join(f'"{f.name}" {f.duckdb_type}' for f in self.fields)
+        self._conn.execute(f"CREATE TABLE IF NOT EXISTS records ({columns})")
+
+    def add_field(self, name: str, type_: str, description: str = "") -> None:
+        with self._lock:
+            self._writable()
+            field = self.fields.add(name, type_, description)
+            self._conn.execute("BEGIN")
+            try:
+                self._conn.execute(f'ALTER TABLE records ADD COLUMN "{name}" {field.duckdb_type}')
+                self._conn.execute(
+                    "INSERT INTO _fields VALUES (?, ?, ?, ?, false, false)",
+                    (field.id, name, type_, description),
+                )
+                self._conn.execute("COMMIT")
+            except duckdb.Error as exc:
+                self._conn.execute("ROLLBACK")
+                self.fields.drop(name)
+                raise StoreError(f"cannot add field {name!r}: {exc}") from None
+
+    def drop_field(self, name: str) -> None:
+        with self._lock:
+            self._writable()
+            field = self.fields.drop(name)
+            try:
+                self._conn.execute(f'ALTER TABLE records DROP COLUMN "{name}"')
+                self._conn.execute("UPDATE _fields SET dropped = true WHERE id = ?", (field.id,))
+            except duckdb.Error as exc:
+                self.fields = self._load_fields()
+                raise StoreError(f"cannot drop field {name!r}: {exc}") from None
+
+    def alter_field(self, name: str, type_: str) -> None:
+        check_field_name(name)
+        check_field_type(type_)
+        with self._lock:
+            self._writable()
+            field = self.fields.alter(name, type_)
+            try:
+                self._conn.execute(
+                    f'ALTER TABLE records ALTER COLUMN "{name}" TYPE {field.duckdb_type}'
+                )
+                self._conn.execute("UPDATE _fields SET type = ? WHERE id = ?", (type_, field.id))
+            except duckdb.Error as exc:
+                self.fields = self._load_fields()
+                raise FieldError(f"cannot change field {name!r} to {type_}: {exc}") from None
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise StoreError(f"{self.path} is open read-only")
+
+    def commit(self, batch: pa.Table, *, origin: str, sequence: int) -> int:
+        with self._lock:
+            self._writable()
+            n = batch.num_rows
+            now = self._clock()
+            columns = [
+                c for c in batch.schema.names if c in self.fields and c not in MANAGER_FIELDS
+            ]
+            table = batch.select(columns)
+            table = table.append_column(
+                "record_id", pa.array(np.arange(self._next_record_id, self._next_record_id + n))
+            ).append_column(
+                "ingested_at",
+                pa.array(np.full(n, int(now * 1e6), dtype="datetime64[us]")).cast(
+                    pa.timestamp("us", tz="UTC")
+                ),
+            )
+            conn = self._conn
+            conn.execute("BEGIN")
+            try:
+                done = conn.execute(
+                    "SELECT rows FROM _commits WHERE origin = ? AND sequence = ?",
+                    (origin, sequence),
+                ).fetchone()
+                if done is not None:
+                    conn.execute("ROLLBACK")
+                    return 0
+                if n:
+                    conn.register("_batch", table)
+                    names = ", ".join(f'"{c}"' for c in table.schema.names)
+                    conn.execute(f"INSERT INTO records ({names}) SELECT {names} FROM _batch")
+                    conn.unregister("_batch")
+                conn.execute(
+                    "INSERT INTO _commits VALUES (?, ?, ?, to_timestamp(?))",
+                    (origin, sequence, n, now),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self._next_record_id += n
+            return n
+
+    def last_sequence(self, origin: str) -> int:
+        row = self._conn.execute(
+            "SELECT max(sequence) FROM _commits WHERE origin = ?", (origin,)
+        ).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def commit_quarantine(self, items: Sequence[Quarantined]) -> int:
+        if not items:
+            return 0
+        with self._lock:
+            self._writable()
+            self._conn.executemany(
+                "INSERT INTO quarantine VALUES (to_timestamp(?), ?, ?, ?, ?, ?, ?)",
+                [
+                    (q.received_at, q.source, q.exporter, q.reason, q.detail, q.offset, q.payload)
+                    for q in items
+                ],
+            )
+            return len(items)
+
+    def age(self, retention_s: float) -> int:
+        with self._lock:
+            self._writable()
+            cutoff = self._clock() - retention_s
+            row = self._conn.execute(
+                "DELETE FROM records WHERE ingested_at < to_timestamp(?)", (cutoff,)
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def query(self, sql: str, params: Mapping[str, object] | None = None) -> pa.Table:
+        check_read_only(sql)
+        cursor = self._conn.cursor()
+        try:
+            cursor.execute("SET TimeZone = 'UTC'")
+            return cursor.sql(sql, params=dict(params) if params else None).to_arrow_table()
+        except duckdb.Error as exc:
+            raise StoreError(str(exc).splitlines()[0] if str(exc) else repr(exc)) from None
+        finally:
+            cursor.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if not self.read_only:
+                self._conn.execute("CHECKPOINT")
+            self._conn.close()
