@@ -15,13 +15,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+# Arrow scalars made once: passing Python literals to compute functions makes pyarrow
+# retry optional imports (pandas, dateutil) on every call, which costs more than the work.
+_SHIFTS = tuple(pa.scalar(s, pa.uint32()) for s in (24, 16, 8, 0))
+_OCTET_MASK = pa.scalar(255, pa.uint32())
+_DOT = pa.scalar(".", pa.string())
+
 
 def _format_ipv4_unique(values: pa.Array) -> pa.Array:
     octets = [
-        pc.cast(pc.bit_wise_and(pc.shift_right(values, shift), 255), pa.string())
-        for shift in (24, 16, 8, 0)
+        pc.cast(pc.bit_wise_and(pc.shift_right(values, shift), _OCTET_MASK), pa.string())
+        for shift in _SHIFTS
     ]
-    return pc.binary_join_element_wise(*octets, ".")
+    return pc.binary_join_element_wise(*octets, _DOT)
 
 
 def ipv4_to_text(addresses: np.ndarray) -> pa.Array:

@@ -23,8 +23,9 @@ Nothing raises out of ``decode``: a bad datagram, or the bad rest of one, become
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -66,9 +67,9 @@ IPFIX_HEADER = struct.Struct(">HHIII")  # version, length, export time, sequence
 _SET_HEADER = struct.Struct(">HH")
 
 
-@dataclass(frozen=True, slots=True)
-class MessageHeader:
-    """What a data record needs from its v9 / IPFIX message header."""
+class MessageHeader(NamedTuple):
+    """What a data record needs from its v9 / IPFIX message header (a tuple: one is
+    made per datagram on the hot path)."""
 
     version: int
     domain: DomainKey
@@ -76,18 +77,22 @@ class MessageHeader:
     uptime_ms: int  # v9 only; 0 for IPFIX
 
 
+class _NotedSet(NamedTuple):
+    body: memoryview
+    count: int
+    header: MessageHeader
+    exporter_index: int
+    datagram: Datagram
+    #: variable-length templates: segment starts of the records, set-relative
+    starts: np.ndarray | None
+
+
 @dataclass(slots=True)
 class _Group:
     """The data sets of one template noted during one call."""
 
     template: Template
-    bodies: list[memoryview] = field(default_factory=list)
-    counts: list[int] = field(default_factory=list)
-    headers: list[MessageHeader] = field(default_factory=list)
-    exporter_index: list[int] = field(default_factory=list)
-    datagrams: list[Datagram] = field(default_factory=list)
-    #: variable-length templates: segment starts of each set's records, set-relative
-    starts: list[np.ndarray] = field(default_factory=list)
+    sets: list[_NotedSet] = field(default_factory=list)
 
 
 class _Batch:
@@ -318,13 +323,12 @@ class NetflowDecoder:
         group = batch.groups.get(id(template))
         if group is None:
             group = batch.groups[id(template)] = _Group(template)
-        group.bodies.append(memoryview(payload)[body:end])
-        group.counts.append(count)
-        group.headers.append(header)
-        group.exporter_index.append(batch.exporter_index(datagram.exporter))
-        group.datagrams.append(datagram)
-        if starts is not None:
-            group.starts.append(starts)
+        group.sets.append(
+            _NotedSet(
+                memoryview(payload)[body:end], count, header,
+                batch.exporter_index(datagram.exporter), datagram, starts,
+            )
+        )
         return count
 
     # -- held data -------------------------------------------------------------------
@@ -372,7 +376,7 @@ class NetflowDecoder:
             try:
                 tables.append(self._decode_group(group, exporters))
             except Exception as exc:
-                for datagram in group.datagrams:
+                for datagram in {id(s.datagram): s.datagram for s in group.sets}.values():
                     self._quarantine(batch, datagram, MALFORMED, f"unexpected {exc!r}", None)
         if tables:
             records = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
@@ -395,29 +399,42 @@ class NetflowDecoder:
         return build_records(columns, ctx, self.source)
 
     def _decode_group(self, group: _Group, exporters: list[str]) -> pa.Table:
-        template = group.template
-        counts = np.array(group.counts, dtype=np.int64)
-        joined = b"".join(group.bodies)
+        template, sets = group.template, group.sets
+        counts = np.fromiter((s.count for s in sets), np.int64, len(sets))
+        joined = b"".join([s.body for s in sets])
         if template.record_length is not None:
             columns = decode_fixed(template, joined, int(counts.sum()))
         else:
-            bases = np.cumsum([0] + [len(b) for b in group.bodies[:-1]])
-            starts = np.concatenate([s + base for s, base in zip(group.starts, bases, strict=True)])
+            bases = np.cumsum([0] + [len(s.body) for s in sets[:-1]])
+            starts = np.concatenate(
+                [
+                    s.starts + base
+                    for s, base in zip(sets, bases, strict=True)
+                    if s.starts is not None
+                ]
+            )
             columns = gather_variable(template, joined, starts)
-        headers = group.headers
-        domains = [h.domain for h in headers]
+        code_of: dict[DomainKey, int] = {}
+        set_domain = np.fromiter(
+            (code_of.setdefault(s.header.domain, len(code_of)) for s in sets), np.int64, len(sets)
+        )
+        domains = list(code_of)
+
+        def per_record(values: Iterable[int], dtype: type) -> np.ndarray:
+            return np.repeat(np.fromiter(values, dtype, len(sets)), counts)
+
         ctx = RecordContext(
-            export_us=np.repeat(np.array([h.export_us for h in headers], np.int64), counts),
-            exporter_index=np.repeat(np.array(group.exporter_index, np.int32), counts),
+            export_us=per_record((s.header.export_us for s in sets), np.int64),
+            exporter_index=per_record((s.exporter_index for s in sets), np.int32),
             exporters=exporters,
             sampling_rate=record_rates(
-                columns, counts, domains, self._cache,
+                columns, counts, set_domain, domains, self._cache,
                 self.exporter_sampling_rates, self.default_sampling_rate,
             ),
         )
-        if headers[0].version == 9:
-            ctx.uptime_ms = np.repeat(np.array([h.uptime_ms for h in headers], np.int64), counts)
+        if sets[0].header.version == 9:
+            ctx.uptime_ms = per_record((s.header.uptime_ms for s in sets), np.int64)
         else:
-            init = [self._cache.init_times_ms.get(d, -1) for d in domains]
-            ctx.init_ms = np.repeat(np.array(init, np.int64), counts)
+            init = np.array([self._cache.init_times_ms.get(d, -1) for d in domains], np.int64)
+            ctx.init_ms = init[np.repeat(set_domain, counts)]
         return build_records(columns, ctx, self.source)

@@ -82,38 +82,38 @@ def learn_options(columns: Columns, n: int, domain: DomainKey, cache: TemplateCa
 def record_rates(
     columns: Columns,
     counts: np.ndarray,
+    set_domain: np.ndarray,
     domains: Sequence[DomainKey],
     cache: TemplateCache,
     exporter_rates: Mapping[str, int],
     default_rate: int,
 ) -> np.ndarray:
     """Sampling rate of every record of a template group (uint32, ≥ 1). ``counts[s]`` is
-    the number of records of set ``s``, whose domain is ``domains[s]``."""
+    the number of records of set ``s``, whose domain is ``domains[set_domain[s]]``
+    (distinct domains: look-ups are per domain, not per set or record)."""
     n = int(counts.sum())
     domain_rate = np.array([cache.domain_rates.get(d, 0) for d in domains], np.uint64)
     fallback = np.array(
         [max(1, int(exporter_rates.get(d[0], default_rate))) for d in domains], np.uint64
     )
-    rate = np.repeat(domain_rate, counts)
+    record_domain = np.repeat(set_domain, counts)
+    rate = domain_rate[record_domain]
     sampler_ids = _sampler_ids(columns)
     if sampler_ids is not None and cache.sampler_rates:
         # one dictionary look-up per distinct (domain, sampler), not per record
-        distinct = list(dict.fromkeys(domains))
-        code_of = {d: i for i, d in enumerate(distinct)}
-        set_code = np.array([code_of[d] for d in domains], np.uint64)
-        record_code = np.repeat(set_code, counts)
         pairs, inverse = np.unique(
-            np.stack([record_code, sampler_ids]), axis=1, return_inverse=True
+            np.stack([record_domain.astype(np.uint64), sampler_ids]), axis=1, return_inverse=True
         )
         known = np.array(
             [
-                cache.sampler_rates.get((*distinct[int(c)], int(sid)), 0)
+                cache.sampler_rates.get((*domains[int(c)], int(sid)), 0)
                 for c, sid in zip(pairs[0], pairs[1], strict=True)
             ],
             np.uint64,
         )
         by_sampler = known[inverse.reshape(-1)]
         rate = np.where(by_sampler > 0, by_sampler, rate)
-    rate = np.where(rate > 0, rate, interval_in_record(columns, n))
-    rate = np.where(rate > 0, rate, np.repeat(fallback, counts))
+    if not rate.all():
+        rate = np.where(rate > 0, rate, interval_in_record(columns, n))
+        rate = np.where(rate > 0, rate, fallback[record_domain])
     return np.minimum(rate, _U32_MAX).astype(np.uint32)
