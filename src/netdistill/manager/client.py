@@ -1,4 +1,8 @@
-"""A client of a running manager's API, used by the CLI and by remote gatherers."""
+"""A client of a running manager's API, used by the CLI and by remote gatherers.
+
+It offers the same calls as a ``Store`` (query, commit, fields …), so the CLI treats a
+running manager and a store file alike.
+"""
 
 from __future__ import annotations
 
@@ -27,66 +31,62 @@ class ManagerClient:
             timeout=timeout_s,
         )
 
-    def _check(self, response: httpx.Response) -> httpx.Response:
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise StoreError(f"manager at {self._http.base_url} did not answer: {exc}") from None
         if response.status_code >= 400:
             try:
-                message = response.json().get("error") or response.json().get("detail")
+                body = response.json()
+                message = body.get("error") or body.get("detail")
             except ValueError:
                 message = response.text
             raise StoreError(f"manager: {message}")
         return response
 
-    def query(self, sql: str, params: Mapping[str, object] | None = None) -> pa.Table:
-        response = self._check(
-            self._http.post("/api/query", json={"sql": sql, "params": dict(params or {}) or None})
+    def _send_arrow(self, url: str, table: pa.Table, **params: Any) -> httpx.Response:
+        return self._send(
+            "POST",
+            url,
+            params=params,
+            content=table_to_ipc(table),
+            headers={"content-type": ARROW_STREAM},
         )
-        return ipc_to_table(response.content)
+
+    def query(self, sql: str, params: Mapping[str, object] | None = None) -> pa.Table:
+        body = {"sql": sql, "params": dict(params) if params else None}
+        return ipc_to_table(self._send("POST", "/api/query", json=body).content)
 
     def commit(self, batch: pa.Table, *, origin: str, sequence: int) -> int:
-        response = self._check(
-            self._http.post(
-                "/api/commit",
-                params={"origin": origin, "sequence": sequence},
-                content=table_to_ipc(batch),
-                headers={"content-type": ARROW_STREAM},
-            )
-        )
+        response = self._send_arrow("/api/commit", batch, origin=origin, sequence=sequence)
         return int(response.json()["rows"])
 
     def commit_quarantine(self, items: Sequence[Quarantined]) -> int:
         if not items:
             return 0
-        response = self._check(
-            self._http.post(
-                "/api/quarantine",
-                content=table_to_ipc(quarantine_to_table(items)),
-                headers={"content-type": ARROW_STREAM},
-            )
-        )
+        response = self._send_arrow("/api/quarantine", quarantine_to_table(items))
         return int(response.json()["rows"])
 
     def last_sequence(self, origin: str) -> int:
-        response = self._check(self._http.get("/api/commit/last", params={"origin": origin}))
+        response = self._send("GET", "/api/commit/last", params={"origin": origin})
         return int(response.json()["sequence"])
 
     def status(self) -> dict[str, Any]:
-        return dict(self._check(self._http.get("/api/status")).json())
+        return dict(self._send("GET", "/api/status").json())
 
     def fields(self) -> list[dict[str, Any]]:
-        return list(self._check(self._http.get("/api/fields")).json())
+        return list(self._send("GET", "/api/fields").json())
 
     def add_field(self, name: str, type_: str, description: str = "") -> None:
-        self._check(
-            self._http.post(
-                "/api/fields", json={"name": name, "type": type_, "description": description}
-            )
-        )
+        body = {"name": name, "type": type_, "description": description}
+        self._send("POST", "/api/fields", json=body)
 
     def drop_field(self, name: str) -> None:
-        self._check(self._http.delete(f"/api/fields/{name}"))
+        self._send("DELETE", f"/api/fields/{name}")
 
     def alter_field(self, name: str, type_: str) -> None:
-        self._check(self._http.patch(f"/api/fields/{name}", json={"type": type_}))
+        self._send("PATCH", f"/api/fields/{name}", json={"type": type_})
 
     def close(self) -> None:
         self._http.close()

@@ -32,6 +32,7 @@ class LocalSystem:
     manager: Manager = field(init=False)
     pipeline: Pipeline = field(init=False)
     exporters: list[Any] = field(default_factory=list)
+    _stopped: bool = field(default=False, init=False)
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -69,20 +70,28 @@ class LocalSystem:
         if host in ("0.0.0.0", "::"):
             host = "127.0.0.1" if host == "0.0.0.0" else "::1"
         assert self.scheme.demo is not None
-        for spec in self.scheme.demo.exporters:
+        for index, spec in enumerate(self.scheme.demo.exporters):
             exporter = DemoExporter(
-                protocol=spec.protocol,
-                target=(host, port),
+                (host, port),
+                spec.protocol,
+                domain_id=spec.observation_domain,
+                # Each demo router sends from its own loopback address (127.0.0.11, .12 …)
+                # so the collector sees distinct devices, as it would in a network.
+                source_address=f"127.0.0.{11 + index}" if ":" not in host else "::1",
                 rate_fps=spec.flows_per_second,
                 seed=spec.seed,
-                observation_domain=spec.observation_domain,
             )
             exporter.start()
             self.exporters.append(exporter)
 
     def stop(self) -> None:
+        """Stop in dependency order; safe to call more than once."""
         for exporter in self.exporters:
             exporter.stop()
+        self.exporters.clear()
+        if self._stopped:
+            return
+        self._stopped = True
         if hasattr(self, "pipeline"):
             self.pipeline.stop()
         if hasattr(self, "manager"):
