@@ -79,6 +79,28 @@ def wait_udp_bound(port: int, timeout_s: float = 10.0) -> None:
     raise TimeoutError(f"nothing bound udp {LOOPBACK}:{port} within {timeout_s}s")
 
 
+def _udp_socket_line(port: int) -> list[str] | None:
+    needle = f"0100007F:{port:04X}"
+    with open("/proc/net/udp") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) > 1 and parts[1] == needle:
+                return parts
+    return None
+
+
+def wait_udp_drained(port: int, timeout_s: float = 30.0, settle_s: float = 0.2) -> None:
+    """Wait until the socket on UDP 127.0.0.1:``port`` has read everything queued to it
+    (its receive queue in /proc/net/udp is empty), then ``settle_s`` more."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        parts = _udp_socket_line(port)
+        if parts is None or int(parts[4].split(":")[1], 16) == 0:
+            break
+        time.sleep(0.02)
+    time.sleep(settle_s)
+
+
 def udp_socket_drops(port: int) -> int:
     """The kernel's drop counter of the socket bound to UDP 127.0.0.1:``port``."""
     needle = f"0100007F:{port:04X}"
