@@ -252,8 +252,11 @@ class DemoTraffic:
         request_packets += np.where(tcp, np.floor(response_packets / 2), 0)
         rtp = service_index == [s.name for s in SERVICES].index("rtp")
         request_packets = np.where(rtp, response_packets, request_packets)  # symmetric voice
-        response_bytes = np.round(c["response_bytes"] + header * response_packets)
-        request_bytes = np.round(c["request_bytes"] + header * request_packets)
+        # No packet above a 1500-byte MTU, whatever the volume drawn.
+        response_payload = np.minimum(c["response_bytes"], (1500 - header) * response_packets)
+        request_payload = np.minimum(c["request_bytes"], (1500 - header) * request_packets)
+        response_bytes = np.round(response_payload + header * response_packets)
+        request_bytes = np.round(request_payload + header * request_packets)
         end_ms = np.floor(ends * 1000).astype(np.int64)
         start_ms = end_ms - np.round(c["duration"] * 1000).astype(np.int64)
         # TCP flags: SYN|ACK|PSH|FIN, a few sessions reset.
