@@ -36,8 +36,8 @@ fields_app = typer.Typer(
 )
 app.add_typer(fields_app, name="fields")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[
     Path,
