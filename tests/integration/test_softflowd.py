@@ -12,9 +12,11 @@ exact figures of each:
 
 * IPFIX times: softflowd sends ``flowStartSysUpTime``/``flowEndSysUpTime`` (IANA 22/21,
   milliseconds since ``systemInitTimeMilliseconds`` (160), which it sends in options
-  data). nfdump 1.7.1 shows every such flow ending before it starts (its "last" is
-  about the flow's start, its "first" a later time); the datagrams and the capture say
-  start <= end, so nfdump is wrong and times are compared with the capture instead.
+  data). nfdump 1.7.1 swaps them: its "first" is the flow's end and its "last" the
+  start. The datagrams, the ``netflow`` package and the capture all say otherwise, so
+  nfdump is wrong there and times are compared with the capture instead.
+* softflowd keeps one bidirectional flow per conversation and gives both exported
+  directions the conversation's start and end; the capture's truth is taken the same way.
 * NetFlow v9 times: the v9 header gives export time in whole seconds (RFC 3954 §5.1,
   ``UNIX Secs``) next to ``sysUpTime`` in milliseconds, so absolute times are exact only
   up to the export time's lost fraction of a second: every collector computes
@@ -41,6 +43,7 @@ from conftest import Export, require
 
 import peers
 from peers import Totals
+from traffic import FlowKey
 
 pytestmark = pytest.mark.integration
 
@@ -157,11 +160,14 @@ def stored_records(data_dir: Path) -> list[tuple[object, ...]]:
 
 
 def truth_records(export: Export) -> list[tuple[object, ...]]:
-    return sorted(
-        (f.key.src_ip, f.key.dst_ip, f.key.src_port, f.key.dst_port, f.key.protocol, f.bytes,
-         f.packets, round(f.first * 1000), round(f.last * 1000))
-        for f in export.truth.select(ipv6=export.ipv6)
-    )  # fmt: skip
+    """The capture's flows; times are those of the conversation (both directions), as
+    softflowd tracks one bidirectional flow and gives both exported records its times."""
+    out = []
+    for f in export.truth.select(ipv6=export.ipv6):
+        first, last = export.truth.conversation_times(f.key)
+        out.append((f.key.src_ip, f.key.dst_ip, f.key.src_port, f.key.dst_port, f.key.protocol,
+                    f.bytes, f.packets, round(first * 1000), round(last * 1000)))
+    return sorted(out)
 
 
 # --- tests ----------------------------------------------------------------------------------
@@ -219,20 +225,35 @@ def test_import_records_equal_netflow_package(softflowd_export: Export, tmp_path
         assert offsets == Counter({(0, 0): len(truth)})
 
 
-def test_nfdump_ipfix_times_are_wrong(softflowd_export: Export, tmp_path: Path) -> None:
+def test_nfdump_swaps_ipfix_times(softflowd_export: Export, tmp_path: Path) -> None:
     """Documents where nfdump 1.7.1 is wrong (see module docstring), so the comparison
-    above uses the capture, not nfdump, for times: from softflowd's IPFIX it reports every
-    flow ending before it starts — one-packet flows included, whose start and end are the
-    same instant in the datagram (flowStartSysUpTime == flowEndSysUpTime)."""
+    above uses the capture, not nfdump, for times: from softflowd's IPFIX it reports each
+    flow's start as its end and its end as its start. v5 is exact, v9 195 ms early."""
+    from datetime import UTC, datetime
+
     export = softflowd_export
     _, records = nfdump_reading(export, tmp_path)
-    start_after_end = sum(1 for r in records if str(r["first"]) > str(r["last"]))
-    one_packet = sum(1 for f in export.truth.select(ipv6=export.ipv6) if f.packets == 1)
-    assert one_packet == 13  # none of them IPv6
-    if export.version == 10:
-        assert start_after_end == EXPECTED[export.format].flows
-    else:
-        assert start_after_end == 0
+
+    def ms(text: object) -> int:
+        return round(datetime.fromisoformat(str(text)).replace(tzinfo=UTC).timestamp() * 1000)
+
+    shift = -195 if export.version == 9 else 0
+    agree = swapped = 0
+    for r in records:
+        key = FlowKey(str(r.get("src4_addr") or r.get("src6_addr")),
+                      str(r.get("dst4_addr") or r.get("dst6_addr")),
+                      int(r["src_port"]), int(r["dst_port"]), int(r["proto"]))  # type: ignore[call-overload]
+        first, last = export.truth.conversation_times(key)
+        truth = (round(first * 1000) + shift, round(last * 1000) + shift)
+        agree += (ms(r["first"]), ms(r["last"])) == truth
+        swapped += (ms(r["last"]), ms(r["first"])) == truth
+    one_packet_conversations = 0  # every conversation has a request and a response
+    assert one_packet_conversations == sum(
+        1 for f in export.truth.select(ipv6=export.ipv6)
+        if export.truth.conversation_times(f.key)[0] == export.truth.conversation_times(f.key)[1]
+    )
+    flows = EXPECTED[export.format].flows
+    assert (agree, swapped) == ((0, flows) if export.version == 10 else (flows, 0))
 
 
 def _wait_for_count(run: peers.NetdistillRun, expected: int, timeout_s: float = 30) -> int:

@@ -68,6 +68,13 @@ class GroundTruth:
         flows = self.select(ipv6=ipv6)
         return len(flows), sum(f.bytes for f in flows), sum(f.packets for f in flows)
 
+    def conversation_times(self, key: FlowKey) -> tuple[float, float]:
+        """First and last packet of the flow and its reverse together: softflowd keeps one
+        bidirectional flow and exports both directions with its start and end."""
+        reverse = FlowKey(key.dst_ip, key.src_ip, key.dst_port, key.src_port, key.protocol)
+        flows = [f for f in (self.flows.get(key), self.flows.get(reverse)) if f is not None]
+        return min(f.first for f in flows), max(f.last for f in flows)
+
     def bytes_by_src_ip(self, *, ipv6: bool = True) -> dict[str, int]:
         out: dict[str, int] = {}
         for f in self.select(ipv6=ipv6):
