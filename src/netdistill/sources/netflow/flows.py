@@ -14,6 +14,8 @@ Times, in µs since the Unix epoch:
   Microseconds and Nanoseconds (154-157, NTP 64-bit timestamps, RFC 7011 §6.1.9-10),
   DeltaMicroseconds (158/159, before the message's export time), and SysUpTime (22/21)
   relative to systemInitTimeMilliseconds (160) from the record or from options data.
+* v9 records without 22/21 may carry the IPFIX absolute elements (Cisco NSEL sends
+  152/153): they are read as in IPFIX.
 * A record with no usable start takes its end, and one with neither takes the export
   time: a usage record must have a time to be billed, and the export time is the
   closest bound the exporter gave.
@@ -110,7 +112,7 @@ def _time_us(
         column = columns.get(ie.FLOW_START_SYS_UP_TIME if start else ie.FLOW_END_SYS_UP_TIME)
         if column is not None:
             return _uptime_relative_us(column, ctx.uptime_ms, ctx.export_us), np.ones(n, bool)
-        return np.zeros(n, np.int64), np.zeros(n, bool)
+        # else v9 exporters such as Cisco ASA (NSEL) send IPFIX's absolute times instead
     offset = 0 if start else 1
     scaled = (
         (ie.FLOW_START_MILLISECONDS + offset, 1_000),
