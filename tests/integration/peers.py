@@ -211,6 +211,30 @@ def send_datagrams(
     return n
 
 
+def pcap_udp_payloads(path: Path) -> list[bytes]:
+    """The UDP payloads of a pcap or pcapng, in order (read with dpkt, not our reader)."""
+    import dpkt
+
+    with open(path, "rb") as f:
+        magic = f.read(4)
+        f.seek(0)
+        reader = dpkt.pcapng.Reader(f) if magic == b"\x0a\x0d\x0d\x0a" else dpkt.pcap.Reader(f)
+        linktype = reader.datalink()
+        out = []
+        for _, frame in reader:
+            if linktype == dpkt.pcap.DLT_EN10MB:
+                packet = dpkt.ethernet.Ethernet(frame).data
+            elif linktype == dpkt.pcap.DLT_LINUX_SLL:
+                packet = dpkt.sll.SLL(frame).data
+            else:  # raw IP
+                packet = dpkt.ip.IP(frame) if frame[0] >> 4 == 4 else dpkt.ip6.IP6(frame)
+            while isinstance(packet, dpkt.ethernet.Ethernet):
+                packet = packet.data
+            if isinstance(packet, (dpkt.ip.IP, dpkt.ip6.IP6)) and isinstance(packet.data, dpkt.udp.UDP):
+                out.append(bytes(packet.data.data))
+        return out
+
+
 # --- softflowd ---------------------------------------------------------------------------
 
 
@@ -309,7 +333,7 @@ def nfdump_totals(records: Sequence[dict[str, object]]) -> Totals:
     by_src: dict[str, int] = {}
     total_bytes = total_packets = 0
     for r in records:
-        b, p = int(r["in_bytes"]), int(r["in_packets"])  # type: ignore[call-overload]
+        b, p = int(r.get("in_bytes", 0)), int(r.get("in_packets", 0))  # type: ignore[call-overload]
         src = str(r.get("src4_addr") or r.get("src6_addr"))
         by_src[src] = by_src.get(src, 0) + b
         total_bytes += b
@@ -479,8 +503,12 @@ class NetdistillRun:
     def status(self) -> dict[str, object]:
         import urllib.request
 
-        api = str(self.manager()["api"]).rstrip("/")
-        with urllib.request.urlopen(f"{api}/api/status", timeout=10) as response:
+        manager = self.manager()
+        api = str(manager["api"]).rstrip("/")
+        request = urllib.request.Request(f"{api}/api/status")
+        if manager.get("token"):  # the API wants the bearer token kept in manager.json
+            request.add_header("Authorization", f"Bearer {manager['token']}")
+        with urllib.request.urlopen(request, timeout=10) as response:
             return dict(json.loads(response.read()))
 
     def output(self) -> str:
@@ -516,7 +544,7 @@ def query(data_dir: Path, sql: str) -> list[dict[str, object]]:
 def netdistill_totals(data_dir: Path, where: str = "true") -> Totals:
     row = query(data_dir, "select count(*) as flows, coalesce(sum(bytes), 0) as bytes, "
                           f"coalesce(sum(packets), 0) as packets from records where {where}")[0]
-    by_src = query(data_dir, "select src_ip, sum(bytes) as bytes from records "
+    by_src = query(data_dir, "select src_ip, coalesce(sum(bytes), 0) as bytes from records "
                              f"where {where} group by src_ip")
     return Totals(int(row["flows"]), int(row["bytes"]), int(row["packets"]),  # type: ignore[call-overload]
                   {str(r["src_ip"]): int(r["bytes"]) for r in by_src})  # type: ignore[call-overload]
