@@ -86,7 +86,11 @@ def decode_rates(datagrams: int, repeats: int) -> list[tuple[str, int, int, floa
 
     os.sched_setaffinity(0, {int(COLLECTOR_CPU)})
     out = []
-    for name, encode, per in (("v5", encode_v5, 30), ("v9", encode_v9, 30), ("ipfix", encode_ipfix, 30)):
+    for name, encode, per in (
+        ("v5", encode_v5, 30),
+        ("v9", encode_v9, 30),
+        ("ipfix", encode_ipfix, 30),
+    ):
         payloads = encode(make_flows(datagrams * per))[:datagrams]
         now = time.time()
         batch = [Datagram("192.0.2.1", p, now) for p in payloads]
@@ -200,6 +204,15 @@ class Step:
     achieved_rate: float
     cpu_s: float
     kernel_drops: int
+    #: seconds from the sender's last datagram until the collector had all it would get:
+    #: more than a fraction of a second means it fell behind and buffered (socket or
+    #: memory); a longer step at that rate would lose
+    drain_s: float
+    step_s: float
+
+    @property
+    def sustained_rate(self) -> float:
+        return self.received / (self.step_s + self.drain_s)
 
     @property
     def lost_fraction(self) -> float:
@@ -233,13 +246,15 @@ class NetdistillCollector:
     def measure(self, send: callable) -> tuple[int, float, int]:  # type: ignore[valid-type]
         before, cpu0, drops0 = self.count(), tree_cpu_seconds(self.run.pid), self.drops()
         send(self.port)
-        self.peers.wait_udp_drained(self.port, settle_s=0.3)
+        sent_at = time.monotonic()
+        self.peers.wait_udp_drained(self.port, settle_s=0.0)
         last, stable_since = self.count(), time.monotonic()
         while time.monotonic() - stable_since < 1.5:
-            time.sleep(0.25)
+            time.sleep(0.1)
             now = self.count()
             if now != last:
                 last, stable_since = now, time.monotonic()
+        self.drain_s = max(0.0, stable_since - sent_at)
         return last - before, tree_cpu_seconds(self.run.pid) - cpu0, self.drops() - drops0
 
     def drops(self) -> int:
@@ -267,7 +282,10 @@ class NfcapdCollector:
             self.buffer = receive_buffer(nfcapd.port)
             cpu0 = tree_cpu_seconds(nfcapd.pid)
             send(nfcapd.port)
-            self.peers.wait_udp_drained(nfcapd.port, settle_s=0.3)
+            sent_at = time.monotonic()
+            self.peers.wait_udp_drained(nfcapd.port, settle_s=0.0)
+            self.drain_s = time.monotonic() - sent_at
+            time.sleep(0.3)
             cpu = tree_cpu_seconds(nfcapd.pid) - cpu0
             drops = self.peers.udp_socket_drops(nfcapd.port)
         received = self.peers.nfdump_summary(flow_dir).get("Flows", 0)
@@ -291,14 +309,18 @@ class NfacctdCollector:
     def measure(self, send: callable) -> tuple[int, float, int]:  # type: ignore[valid-type]
         self.n += 1
         step_dir = self.workdir / f"step{self.n}"
-        collector = self.peers.Nfacctd(step_dir, cpu=int(COLLECTOR_CPU), aggregate="proto",
-                                       buffer_bytes=64 << 20)
+        collector = self.peers.Nfacctd(
+            step_dir, cpu=int(COLLECTOR_CPU), aggregate="proto", buffer_bytes=64 << 20
+        )
         with collector:
             time.sleep(0.5)
             self.buffer = receive_buffer(collector.port)
             cpu0 = sum(tree_cpu_seconds(p) for p in [collector.pid])
             send(collector.port)
-            self.peers.wait_udp_drained(collector.port, settle_s=0.5)
+            sent_at = time.monotonic()
+            self.peers.wait_udp_drained(collector.port, settle_s=0.0)
+            self.drain_s = time.monotonic() - sent_at
+            time.sleep(0.5)
             cpu = tree_cpu_seconds(collector.pid) - cpu0
             drops = self.peers.udp_socket_drops(collector.port)
         received = sum(int(r["PACKETS"]) for r in collector.rows())
@@ -309,8 +331,9 @@ class NfacctdCollector:
         pass
 
 
-def live(collectors: list[str], rates: list[int], step_s: float, workdir: Path,
-         buffers: dict[str, int]) -> list[Step]:
+def live(
+    collectors: list[str], rates: list[int], step_s: float, workdir: Path, buffers: dict[str, int]
+) -> list[Step]:
     import peers
 
     stream = v5_stream(2000)  # 60,000 distinct flows, looped with fresh sequence numbers
@@ -330,18 +353,26 @@ def live(collectors: list[str], rates: list[int], step_s: float, workdir: Path,
                 flows = int(rate * step_s) // FLOWS_PER_DATAGRAM * FLOWS_PER_DATAGRAM
                 sender: dict[str, float] = {}
 
-                def send(port: int, rate: int = rate, flows: int = flows,
-                         sender: dict[str, float] = sender) -> None:
+                def send(
+                    port: int,
+                    rate: int = rate,
+                    flows: int = flows,
+                    sender: dict[str, float] = sender,
+                ) -> None:
                     sender.update(run_sender(port, rate, flows, stream_file))
 
                 received, cpu, drops = collector.measure(send)
                 sent = int(sender["datagrams"]) * FLOWS_PER_DATAGRAM
-                step = Step(name, rate, sent, received,
-                            sent / sender["seconds"], cpu, drops)  # fmt: skip
+                step = Step(name, rate, sent, received, sent / sender["seconds"], cpu, drops,
+                            collector.drain_s, sender["seconds"])  # fmt: skip
                 steps.append(step)
-                print(f"  {name:10} {rate:>9,} flows/s: sent {sent:>10,} received {received:>10,} "
-                      f"lost {step.lost_fraction:7.3%}  cpu {cpu:6.2f}s  "
-                      f"(sender reached {step.achieved_rate:,.0f}/s)", file=sys.stderr, flush=True)
+                print(
+                    f"  {name:10} {rate:>9,} flows/s: sent {sent:>10,} received {received:>10,} "
+                    f"lost {step.lost_fraction:7.3%}  cpu {cpu:6.2f}s  drain {step.drain_s:5.1f}s  "
+                    f"(sender reached {step.achieved_rate:,.0f}/s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 lossy_in_a_row = lossy_in_a_row + 1 if step.lost_fraction >= 0.05 else 0
                 if lossy_in_a_row >= 2:
                     break  # well past saturation: higher steps only lose more
@@ -368,41 +399,66 @@ def print_decode(rows: list[tuple[str, int, int, float]]) -> None:
 
 def print_live(steps: list[Step], rates: list[int], buffers: dict[str, int]) -> None:
     names = list(dict.fromkeys(s.collector for s in steps))
-    print("\n(b) live NetFlow v5 over loopback, 30 flows/datagram; sender on core 1, collector "
-          "on core 0")
+    print(
+        "\n(b) live NetFlow v5 over loopback, 30 flows/datagram; sender on core 1, collector "
+        "on core 0"
+    )
     print("    lost % of flows sent, CPU seconds per million flows received")
-    header = f"{'flows/s':>10} " + " ".join(f"{n + ' lost':>16} {n + ' cpu/M':>14}" for n in names)
+    print("    drain: seconds after the sender stopped until the collector had everything")
+    header = f"{'flows/s':>10} " + " ".join(
+        f"{n + ' lost':>16} {'cpu/M':>6} {'drain':>6}" for n in names
+    )
     print(header)
     for rate in rates:
         cells = []
         for n in names:
             step = next((s for s in steps if s.collector == n and s.rate == rate), None)
             if step is None:
-                cells.append(f"{'-':>16} {'-':>14}")
+                cells.append(f"{'-':>16} {'-':>6} {'-':>6}")
             else:
-                cells.append(f"{step.lost_fraction:>16.3%} {step.cpu_per_million:>14.2f}")
+                cells.append(
+                    f"{step.lost_fraction:>16.3%} {step.cpu_per_million:>6.2f} "
+                    f"{step.drain_s:>5.1f}s"
+                )
         print(f"{rate:>10,} " + " ".join(cells))
     print("\nsummary")
-    print(f"{'collector':12} {'highest lossless flows/s':>26} {'cpu-s per M flows there':>24} "
-          f"{'socket buffer':>14}")
+    print(
+        f"{'collector':12} {'highest lossless flows/s':>26} {'cpu-s per M flows there':>24} "
+        f"{'kept up to (drain<1s)':>22} {'processing flows/s':>19} {'socket buffer':>14}"
+    )
     for n in names:
-        ok = [s for s in steps if s.collector == n and s.lost_fraction < LOSSLESS]
+        mine = [s for s in steps if s.collector == n]
+        ok = [s for s in mine if s.lost_fraction < LOSSLESS]
         best = max(ok, key=lambda s: s.rate, default=None)
-        print(f"{n:12} {best.rate if best else 0:>26,} "
-              f"{best.cpu_per_million if best else float('nan'):>24.2f} "
-              f"{buffers.get(n, 0):>14,}")
+        kept = max((s.rate for s in ok if s.drain_s < 1.0), default=0)
+        processing = max((s.sustained_rate for s in mine), default=0.0)
+        print(
+            f"{n:12} {best.rate if best else 0:>26,} "
+            f"{best.cpu_per_million if best else float('nan'):>24.2f} "
+            f"{kept:>22,} {processing:>19,.0f} {buffers.get(n, 0):>14,}"
+        )
+    print(
+        "(socket buffer: the kernel's rb of the collector's socket; netdistill sets 64 MiB "
+        "with SO_RCVBUFFORCE, nfcapd -B / nfacctd_pipe_size get net.core.rmem_max)"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--smoke", action="store_true", help="small and quick, for CI (< 60 s)")
     parser.add_argument("--rates", help="comma-separated flows/s steps")
     parser.add_argument("--step-seconds", type=float)
     parser.add_argument("--collectors", default="netdistill,nfcapd,nfacctd")
     parser.add_argument("--skip-decode", action="store_true")
     parser.add_argument("--skip-live", action="store_true")
-    parser.add_argument("--send-worker", nargs=4, metavar=("PORT", "RATE", "DATAGRAMS", "FILE"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--send-worker",
+        nargs=4,
+        metavar=("PORT", "RATE", "DATAGRAMS", "FILE"),
+        help=argparse.SUPPRESS,
+    )
     args = parser.parse_args()
     if args.send_worker:
         port, rate, datagrams, path = args.send_worker

@@ -17,8 +17,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import peers  # noqa: E402
-from traffic import GroundTruth, build_traffic_pcap  # noqa: E402
+import peers
+from traffic import GroundTruth, build_traffic_pcap
 
 #: softflowd's ``-v`` argument per export format
 VERSIONS = {"v5": 5, "v9": 9, "ipfix": 10}

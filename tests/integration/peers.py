@@ -112,7 +112,9 @@ def udp_socket_drops(port: int) -> int:
     return 0
 
 
-def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: float = 20) -> int:
+def stop_process(
+    proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: float = 20
+) -> int:
     """Signal ``proc`` and wait; kill it if it does not end in time."""
     if proc.poll() is None:
         proc.send_signal(sig)
@@ -230,7 +232,9 @@ def pcap_udp_payloads(path: Path) -> list[bytes]:
                 packet = dpkt.ip.IP(frame) if frame[0] >> 4 == 4 else dpkt.ip6.IP6(frame)
             while isinstance(packet, dpkt.ethernet.Ethernet):
                 packet = packet.data
-            if isinstance(packet, (dpkt.ip.IP, dpkt.ip6.IP6)) and isinstance(packet.data, dpkt.udp.UDP):
+            if isinstance(packet, (dpkt.ip.IP, dpkt.ip6.IP6)) and isinstance(
+                packet.data, dpkt.udp.UDP
+            ):
                 out.append(bytes(packet.data.data))
         return out
 
@@ -238,7 +242,9 @@ def pcap_udp_payloads(path: Path) -> list[bytes]:
 # --- softflowd ---------------------------------------------------------------------------
 
 
-def run_softflowd(pcap: Path, port: int, version: int, workdir: Path, *, timeout_s: float = 60) -> None:
+def run_softflowd(
+    pcap: Path, port: int, version: int, workdir: Path, *, timeout_s: float = 60
+) -> None:
     """softflowd reads ``pcap`` and exports every flow to 127.0.0.1:``port`` (NetFlow
     ``version`` 5, 9 or 10 = IPFIX), then exits. IPv6 is tracked for v9 and IPFIX (``-6``);
     NetFlow v5 cannot carry it, so softflowd skips IPv6 packets there. ``-a`` makes the
@@ -248,8 +254,19 @@ def run_softflowd(pcap: Path, port: int, version: int, workdir: Path, *, timeout
     # in -r mode blocks in accept() on its control socket, never reading the pcap, when
     # the control socket's path is 13 characters or longer (seen with strace).
     cmd = [
-        "softflowd", "-d", "-r", str(pcap.resolve()), "-n", f"{LOOPBACK}:{port}",
-        "-v", str(version), "-p", "sf.pid", "-c", "sf.ctl", "-a",
+        "softflowd",
+        "-d",
+        "-r",
+        str(pcap.resolve()),
+        "-n",
+        f"{LOOPBACK}:{port}",
+        "-v",
+        str(version),
+        "-p",
+        "sf.pid",
+        "-c",
+        "sf.ctl",
+        "-a",
     ]
     if version != 5:
         cmd.append("-6")
@@ -268,13 +285,32 @@ class Nfcapd:
     which ``records()`` reads everything it stored.
     """
 
-    def __init__(self, flow_dir: Path, *, port: int | None = None, cpu: int | None = None,
-                 buffer_bytes: int = 16 << 20) -> None:
+    def __init__(
+        self,
+        flow_dir: Path,
+        *,
+        port: int | None = None,
+        cpu: int | None = None,
+        buffer_bytes: int = 16 << 20,
+    ) -> None:
         self.flow_dir = flow_dir
         self.port = port or free_udp_port()
         flow_dir.mkdir(parents=True, exist_ok=True)
-        cmd = ["nfcapd", "-b", LOOPBACK, "-p", str(self.port), "-w", str(flow_dir), "-t", "3600",
-               "-B", str(buffer_bytes), "-P", str(flow_dir / "nfcapd.pid")]
+        cmd = [
+            "nfcapd",
+            "-b",
+            LOOPBACK,
+            "-p",
+            str(self.port),
+            "-w",
+            str(flow_dir),
+            "-t",
+            "3600",
+            "-B",
+            str(buffer_bytes),
+            "-P",
+            str(flow_dir / "nfcapd.pid"),
+        ]
         if cpu is not None:
             cmd = ["taskset", "-c", str(cpu), *cmd]
         self.log = open(flow_dir.parent / f"nfcapd-{self.port}.log", "wb")  # noqa: SIM115
@@ -312,8 +348,13 @@ def nfdump_records(flow_dir: Path) -> list[dict[str, object]]:
     files = sorted(p for p in flow_dir.glob("nfcapd.*") if not p.name.startswith("nfcapd.current"))
     if not files:
         return []
-    done = subprocess.run(["nfdump", "-R", str(flow_dir), "-q", "-o", "json"],
-                          capture_output=True, check=True, timeout=120, env=_UTC)
+    done = subprocess.run(
+        ["nfdump", "-R", str(flow_dir), "-q", "-o", "json"],
+        capture_output=True,
+        check=True,
+        timeout=120,
+        env=_UTC,
+    )
     text = done.stdout.decode().strip().rstrip(",")
     if not text:
         return []
@@ -343,8 +384,13 @@ def nfdump_totals(records: Sequence[dict[str, object]]) -> Totals:
 
 def nfdump_summary(flow_dir: Path) -> dict[str, int]:
     """nfdump's own summary line (``-I`` statistics of the files): flows, bytes, packets."""
-    done = subprocess.run(["nfdump", "-R", str(flow_dir), "-I"], capture_output=True,
-                          check=True, timeout=120, env=_UTC)
+    done = subprocess.run(
+        ["nfdump", "-R", str(flow_dir), "-I"],
+        capture_output=True,
+        check=True,
+        timeout=120,
+        env=_UTC,
+    )
     out: dict[str, int] = {}
     for line in done.stdout.decode().splitlines():
         key, _, value = line.partition(":")
@@ -367,9 +413,16 @@ class Nfacctd:
     on SIGTERM/SIGINT; ``rows()`` reads every file it wrote.
     """
 
-    def __init__(self, workdir: Path, *, port: int | None = None, cpu: int | None = None,
-                 aggregate: str = NFACCTD_PRIMITIVES, refresh_s: int = 1,
-                 buffer_bytes: int = 16 << 20) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        cpu: int | None = None,
+        aggregate: str = NFACCTD_PRIMITIVES,
+        refresh_s: int = 1,
+        buffer_bytes: int = 16 << 20,
+    ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.port = port or free_udp_port()
@@ -451,13 +504,29 @@ class NetdistillRun:
     ``stop()`` sends SIGTERM: the contract is that everything received gets committed.
     """
 
-    def __init__(self, data_dir: Path, *, port: int | None = None, cpu: int | None = None,
-                 extra: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        cpu: int | None = None,
+        extra: Sequence[str] = (),
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_udp_port()
         self.ui_port = free_tcp_port()
-        cmd = [*netdistill_command(), "run", "--no-demo", "--data-dir", str(data_dir),
-               "--netflow", f"{LOOPBACK}:{self.port}", "--ui-port", str(self.ui_port), *extra]
+        cmd = [
+            *netdistill_command(),
+            "run",
+            "--no-demo",
+            "--data-dir",
+            str(data_dir),
+            "--netflow",
+            f"{LOOPBACK}:{self.port}",
+            "--ui-port",
+            str(self.ui_port),
+            *extra,
+        ]
         if cpu is not None:
             cmd = ["taskset", "-c", str(cpu), *cmd]
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -525,8 +594,13 @@ class NetdistillRun:
 
 
 def netdistill(*args: str, timeout_s: float = 180) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([*netdistill_command(), *args], capture_output=True, text=True,
-                          timeout=timeout_s, check=False)
+    done = subprocess.run(
+        [*netdistill_command(), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
     if done.returncode != 0:
         raise AssertionError(
             f"netdistill {' '.join(args)} exited {done.returncode}\n"
@@ -542,12 +616,22 @@ def query(data_dir: Path, sql: str) -> list[dict[str, object]]:
 
 
 def netdistill_totals(data_dir: Path, where: str = "true") -> Totals:
-    row = query(data_dir, "select count(*) as flows, coalesce(sum(bytes), 0) as bytes, "
-                          f"coalesce(sum(packets), 0) as packets from records where {where}")[0]
-    by_src = query(data_dir, "select src_ip, coalesce(sum(bytes), 0) as bytes from records "
-                             f"where {where} group by src_ip")
-    return Totals(int(row["flows"]), int(row["bytes"]), int(row["packets"]),  # type: ignore[call-overload]
-                  {str(r["src_ip"]): int(r["bytes"]) for r in by_src})  # type: ignore[call-overload]
+    row = query(
+        data_dir,
+        "select count(*) as flows, coalesce(sum(bytes), 0) as bytes, "
+        f"coalesce(sum(packets), 0) as packets from records where {where}",
+    )[0]
+    by_src = query(
+        data_dir,
+        "select src_ip, coalesce(sum(bytes), 0) as bytes from records "
+        f"where {where} group by src_ip",
+    )
+    return Totals(
+        int(row["flows"]),
+        int(row["bytes"]),
+        int(row["packets"]),  # type: ignore[call-overload]
+        {str(r["src_ip"]): int(r["bytes"]) for r in by_src},
+    )  # type: ignore[call-overload]
 
 
 @contextlib.contextmanager

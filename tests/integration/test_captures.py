@@ -21,10 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import peers
 import pytest
 from conftest import require
-
-import peers
 
 pytestmark = pytest.mark.integration
 
@@ -49,31 +48,48 @@ CASES: dict[str, Case] = {
     # arrives; the System-scope interval applies to every flow of the exporter, so ours
     # is right: 21 flows × 100. The netflow package, too, reads 21 flows.
     "data+templates": Case(
-        ("data+templates.pcap",), nfdump=(10, 54_592, 48), ours=(21, 5_832_900, 6_600),
-        rates={100: 21}, raw=(21, 58_329, 66), netflow_package=(21, 58_329, 66),
+        ("data+templates.pcap",),
+        nfdump=(10, 54_592, 48),
+        ours=(21, 5_832_900, 6_600),
+        rates={100: 21},
+        raw=(21, 58_329, 66),
+        netflow_package=(21, 58_329, 66),
     ),
     "template+data": Case(
-        ("template.pcap", "data.pcap"), nfdump=(4, 5_848, 4), rates={1: 4},
+        ("template.pcap", "data.pcap"),
+        nfdump=(4, 5_848, 4),
+        rates={1: 4},
         netflow_package=(4, 5_848, 4),
     ),
     # options data: sampling interval 30000 for the whole exporter; nfdump applies it too
     "options+template+data": Case(
         ("options-template.pcap", "options-data.pcap", "template.pcap", "data.pcap"),
-        nfdump=(4, 175_440_000, 120_000), rates={30_000: 4}, raw=(4, 5_848, 4),
+        nfdump=(4, 175_440_000, 120_000),
+        rates={30_000: 4},
+        raw=(4, 5_848, 4),
         netflow_package=(4, 5_848, 4),
     ),
     # flows that carry a data-link section, no counters
-    "datalink": Case(("datalink-template.pcap", "datalink-data.pcap"), nfdump=(1, 0, 0),
-                     rates={1: 1}),
-    "ethernet-over-mpls": Case(
-        ("ethernet-over-mpls-with-control-word-template.pcap",
-         "ethernet-over-mpls-with-control-word-data.pcap"),
-        nfdump=(10, 0, 0), rates={1: 10},
+    "datalink": Case(
+        ("datalink-template.pcap", "datalink-data.pcap"), nfdump=(1, 0, 0), rates={1: 1}
     ),
-    "icmp": Case(("icmp-template.pcap", "icmp-data.pcap"), nfdump=(4, 376, 4), rates={1: 4},
-                 netflow_package=(4, 376, 4)),
-    "ipfix-srv6": Case(("ipfix-srv6-template.pcap", "ipfix-srv6-data.pcap"), nfdump=(1, 0, 0),
-                       rates={1: 1}),
+    "ethernet-over-mpls": Case(
+        (
+            "ethernet-over-mpls-with-control-word-template.pcap",
+            "ethernet-over-mpls-with-control-word-data.pcap",
+        ),
+        nfdump=(10, 0, 0),
+        rates={1: 10},
+    ),
+    "icmp": Case(
+        ("icmp-template.pcap", "icmp-data.pcap"),
+        nfdump=(4, 376, 4),
+        rates={1: 4},
+        netflow_package=(4, 376, 4),
+    ),
+    "ipfix-srv6": Case(
+        ("ipfix-srv6-template.pcap", "ipfix-srv6-data.pcap"), nfdump=(1, 0, 0), rates={1: 1}
+    ),
     # ipfixprobe sends RFC 5103 biflows: forward octet/packet counters (IANA 1, 2) and
     # reverse ones (same ids with the enterprise bit, PEN 29305). Both we and nfdump
     # total the forward counters (nfdump shows the reverse as out_bytes/out_packets:
@@ -81,42 +97,65 @@ CASES: dict[str, Case] = {
     # package ignores the enterprise bit and reads the reverse counters as the forward
     # ones: wrong.
     "ipfixprobe": Case(
-        ("ipfixprobe-templates.pcap", "ipfixprobe-data.pcap"), nfdump=(4, 24_268, 34),
-        rates={1: 4}, netflow_package=(4, 1_546 + 2_304 + 128, 25 + 1),
+        ("ipfixprobe-templates.pcap", "ipfixprobe-data.pcap"),
+        nfdump=(4, 24_268, 34),
+        rates={1: 4},
+        netflow_package=(4, 1_546 + 2_304 + 128, 25 + 1),
     ),
-    "juniper-cpid": Case(("juniper-cpid-template.pcap", "juniper-cpid-data.pcap"),
-                         nfdump=(1, 0, 0), rates={1: 1}),
+    "juniper-cpid": Case(
+        ("juniper-cpid-template.pcap", "juniper-cpid-data.pcap"), nfdump=(1, 0, 0), rates={1: 1}
+    ),
     # IPFIX options (scope templateId) with samplingPacketInterval 1 and
     # samplingPacketSpace 9: RFC 5477 systematic count-based sampling, 1 packet selected
     # in every 1 + 9 = 10. nfdump ignores these elements; ×10 is right.
-    "mpls": Case(("mpls.pcap",), nfdump=(2, 979, 11), ours=(2, 9_790, 110), rates={10: 2},
-                 raw=(2, 979, 11), netflow_package=(2, 979, 11)),
+    "mpls": Case(
+        ("mpls.pcap",),
+        nfdump=(2, 979, 11),
+        ours=(2, 9_790, 110),
+        rates={10: 2},
+        raw=(2, 979, 11),
+        netflow_package=(2, 979, 11),
+    ),
     # v9 options per FLOW_SAMPLER_ID (48): sampler 1 → SAMPLING_INTERVAL 2000, sampler 2
     # → 4000. nfdump applies sampler 1's rate but not sampler 2's (one flow, 1,348 bytes,
     # 18 packets, stays raw: 26,941,348 = (32,332,000 − 5,392,000) + 1,348). Ours applies
     # each flow's own sampler: right.
     "multiple-sampling-rates": Case(
-        ("multiplesamplingrates-options-template.pcap",
-         "multiplesamplingrates-options-data.pcap",
-         "multiplesamplingrates-template.pcap", "multiplesamplingrates-data.pcap"),
-        nfdump=(12, 26_941_348, 40_018), ours=(12, 32_332_000, 112_000),
-        rates={2_000: 11, 4_000: 1}, raw=(12, 14_818, 38), netflow_package=(12, 14_818, 38),
+        (
+            "multiplesamplingrates-options-template.pcap",
+            "multiplesamplingrates-options-data.pcap",
+            "multiplesamplingrates-template.pcap",
+            "multiplesamplingrates-data.pcap",
+        ),
+        nfdump=(12, 26_941_348, 40_018),
+        ours=(12, 32_332_000, 112_000),
+        rates={2_000: 11, 4_000: 1},
+        raw=(12, 14_818, 38),
+        netflow_package=(12, 14_818, 38),
     ),
     # NAT events (NSEL/NEL), no counters: nfdump stores them as EVENT records
     "nat": Case(("nat.pcap",), nfdump=(9, 0, 0), rates={1: 9}, netflow_package=(9, 0, 0)),
-    "nfv5": Case(("nfv5.pcap",), nfdump=(29, 88_345, 78), rates={1: 29},
-                 netflow_package=(29, 88_345, 78)),
+    "nfv5": Case(
+        ("nfv5.pcap",), nfdump=(29, 88_345, 78), rates={1: 29}, netflow_package=(29, 88_345, 78)
+    ),
     # IPFIX options: samplingPacketInterval 1, samplingPacketSpace 999 → 1 in 1000
     # (RFC 5477); nfdump ignores them.
     "physical-interfaces": Case(
-        ("physicalinterfaces.pcap",), nfdump=(8, 31_111, 29), ours=(8, 31_111_000, 29_000),
-        rates={1_000: 8}, raw=(8, 31_111, 29), netflow_package=(8, 31_111, 29),
+        ("physicalinterfaces.pcap",),
+        nfdump=(8, 31_111, 29),
+        ours=(8, 31_111_000, 29_000),
+        rates={1_000: 8},
+        raw=(8, 31_111, 29),
+        netflow_package=(8, 31_111, 29),
     ),
     # SAMPLING_INTERVAL (34) = 2048 inside each v9 flow record (RFC 3954 §8: the rate of
     # that flow's sampling); nfdump ignores it there.
     "sampling-rate-in-record": Case(
-        ("samplingrate-template.pcap", "samplingrate-data.pcap"), nfdump=(6, 3_740, 6),
-        ours=(6, 7_659_520, 12_288), rates={2_048: 6}, raw=(6, 3_740, 6),
+        ("samplingrate-template.pcap", "samplingrate-data.pcap"),
+        nfdump=(6, 3_740, 6),
+        ours=(6, 7_659_520, 12_288),
+        rates={2_048: 6},
+        raw=(6, 3_740, 6),
         netflow_package=(6, 3_740, 6),
     ),
 }
@@ -142,8 +181,8 @@ def netflow_package_raw(payloads: list[bytes]) -> tuple[int, int, int]:
             b = d.get("IN_BYTES", d.get("IN_OCTETS", d.get("octetDeltaCount")))
             p = d.get("IN_PKTS", d.get("IN_PACKETS", d.get("packetDeltaCount")))
             if b is None and p is None and (
-                "selectorAlgorithm" in d or "FLOW_SAMPLER_ID" in d and "IPV6_SRC_ADDR" not in d
-                or "SAMPLING_INTERVAL" in d and "IPV4_SRC_ADDR" not in d
+                "selectorAlgorithm" in d or ("FLOW_SAMPLER_ID" in d and "IPV6_SRC_ADDR" not in d)
+                or ("SAMPLING_INTERVAL" in d and "IPV4_SRC_ADDR" not in d)
             ):  # fmt: skip
                 continue
             flows += 1

@@ -38,10 +38,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import peers
 import pytest
 from conftest import Export, require
-
-import peers
 from peers import Totals
 from traffic import FlowKey
 
@@ -165,15 +164,28 @@ def truth_records(export: Export) -> list[tuple[object, ...]]:
     out = []
     for f in export.truth.select(ipv6=export.ipv6):
         first, last = export.truth.conversation_times(f.key)
-        out.append((f.key.src_ip, f.key.dst_ip, f.key.src_port, f.key.dst_port, f.key.protocol,
-                    f.bytes, f.packets, round(first * 1000), round(last * 1000)))
+        out.append(
+            (
+                f.key.src_ip,
+                f.key.dst_ip,
+                f.key.src_port,
+                f.key.dst_port,
+                f.key.protocol,
+                f.bytes,
+                f.packets,
+                round(first * 1000),
+                round(last * 1000),
+            )
+        )
     return sorted(out)
 
 
 # --- tests ----------------------------------------------------------------------------------
 
 
-def test_softflowd_export_is_what_the_capture_holds(softflowd_export: Export, tmp_path: Path) -> None:
+def test_softflowd_export_is_what_the_capture_holds(
+    softflowd_export: Export, tmp_path: Path
+) -> None:
     """The peers themselves: softflowd exports every flow of the capture and nfdump reads
     exactly the capture's totals. If this fails, the other tests compare with a wrong
     reference."""
@@ -240,16 +252,21 @@ def test_nfdump_swaps_ipfix_times(softflowd_export: Export, tmp_path: Path) -> N
     shift = -195 if export.version == 9 else 0
     agree = swapped = 0
     for r in records:
-        key = FlowKey(str(r.get("src4_addr") or r.get("src6_addr")),
-                      str(r.get("dst4_addr") or r.get("dst6_addr")),
-                      int(r["src_port"]), int(r["dst_port"]), int(r["proto"]))  # type: ignore[call-overload]
+        key = FlowKey(
+            str(r.get("src4_addr") or r.get("src6_addr")),
+            str(r.get("dst4_addr") or r.get("dst6_addr")),
+            int(r["src_port"]),
+            int(r["dst_port"]),
+            int(r["proto"]),
+        )  # type: ignore[call-overload]
         first, last = export.truth.conversation_times(key)
         truth = (round(first * 1000) + shift, round(last * 1000) + shift)
         agree += (ms(r["first"]), ms(r["last"])) == truth
         swapped += (ms(r["last"]), ms(r["first"])) == truth
     one_packet_conversations = 0  # every conversation has a request and a response
     assert one_packet_conversations == sum(
-        1 for f in export.truth.select(ipv6=export.ipv6)
+        1
+        for f in export.truth.select(ipv6=export.ipv6)
         if export.truth.conversation_times(f.key)[0] == export.truth.conversation_times(f.key)[1]
     )
     flows = EXPECTED[export.format].flows

@@ -111,14 +111,25 @@ def _frame(key: FlowKey, payload_len: int, flags: int, seq: int, ident: int) -> 
     if src.version == 4:
         total = 20 + len(l4)
         header = struct.pack(
-            "!BBHHHBBH4s4s", 0x45, 0, total, ident & 0xFFFF, 0x4000, 64, key.protocol, 0,
-            src.packed, dst.packed,
+            "!BBHHHBBH4s4s",
+            0x45,
+            0,
+            total,
+            ident & 0xFFFF,
+            0x4000,
+            64,
+            key.protocol,
+            0,
+            src.packed,
+            dst.packed,
         )
         header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
         ethertype = ETHERTYPE_IPV4
     else:
         total = 40 + len(l4)
-        header = struct.pack("!IHBB16s16s", 6 << 28, len(l4), key.protocol, 64, src.packed, dst.packed)
+        header = struct.pack(
+            "!IHBB16s16s", 6 << 28, len(l4), key.protocol, 64, src.packed, dst.packed
+        )
         ethertype = ETHERTYPE_IPV6
     ether = _mac(int(src) & 0xFFFFFFFF) + _mac(int(dst) & 0xFFFFFFFF) + struct.pack("!H", ethertype)
     return ether + header + l4, total
@@ -135,7 +146,9 @@ class _Conversation:
     start: float
 
 
-def _conversations(rng: random.Random, n_v4: int, n_v6: int, base: float) -> Iterator[_Conversation]:
+def _conversations(
+    rng: random.Random, n_v4: int, n_v6: int, base: float
+) -> Iterator[_Conversation]:
     clients4 = [f"10.{1 + i // 200}.{i % 200}.{10 + i % 7}" for i in range(40)]
     servers4 = [f"192.0.2.{i}" for i in range(1, 13)] + [f"198.51.100.{i}" for i in range(1, 9)]
     clients6 = [f"2001:db8:1::{i:x}" for i in range(1, 7)]
@@ -154,12 +167,19 @@ def _conversations(rng: random.Random, n_v4: int, n_v6: int, base: float) -> Ite
                 used.add(tup)
                 break
         yield _Conversation(
-            client, server, client_port, server_port, protocol,
-            exchanges=rng.randint(1, 12), start=base + rng.uniform(0, 20),
+            client,
+            server,
+            client_port,
+            server_port,
+            protocol,
+            exchanges=rng.randint(1, 12),
+            start=base + rng.uniform(0, 20),
         )
 
 
-def build_traffic_pcap(path: Path, *, n_v4: int = 300, n_v6: int = 24, seed: int = 7) -> GroundTruth:
+def build_traffic_pcap(
+    path: Path, *, n_v4: int = 300, n_v6: int = 24, seed: int = 7
+) -> GroundTruth:
     """Write the capture to ``path`` and return what an exact flow exporter must report."""
     rng = random.Random(seed)
     base = 1_700_000_000.0  # 2023-11-14T22:13:20Z, a whole second
@@ -200,8 +220,12 @@ def build_traffic_pcap(path: Path, *, n_v4: int = 300, n_v6: int = 24, seed: int
             emit(up, t, rng.randint(0, 400), TCP_PSH | TCP_ACK)
             for _ in range(rng.randint(1, 4)):
                 t = step(t)
-                emit(down, t, rng.choice([0, 64, 512, 1200, 1460 if conv.protocol == TCP else 1472]),
-                     TCP_PSH | TCP_ACK)
+                emit(
+                    down,
+                    t,
+                    rng.choice([0, 64, 512, 1200, 1460 if conv.protocol == TCP else 1472]),
+                    TCP_PSH | TCP_ACK,
+                )
         if conv.protocol == TCP:
             t = step(t)
             emit(up, t, 0, TCP_FIN | TCP_ACK)
