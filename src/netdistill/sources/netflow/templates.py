@@ -113,6 +113,7 @@ def parse_v9_templates(
     before a malformed one are kept; raises ``DecodeError`` at the first bad byte."""
     offset = start
     while end - offset >= 4:
+        record_start = offset
         template_id, count = struct.unpack_from(">HH", data, offset)
         if template_id == 0 and count == 0:
             return  # padding to a 4-byte boundary (RFC 3954 §5.2)
@@ -136,7 +137,7 @@ def parse_v9_templates(
             offset += 4
         if n_total == 0:
             raise DecodeError(
-                MALFORMED, offset=offset - 4, detail=f"template {template_id} has zero fields"
+                MALFORMED, offset=record_start, detail=f"template {template_id} has zero fields"
             )
         _need(data, offset, 4 * n_total, end, f"template {template_id} field list")
         fields = []
@@ -150,7 +151,7 @@ def parse_v9_templates(
             if i < n_scope:
                 element_id += V9_SCOPE_OFFSET
             fields.append(TemplateField(element_id, length))
-        yield _check_template(Template(template_id, tuple(fields), n_scope), offset)
+        yield _check_template(Template(template_id, tuple(fields), n_scope), record_start)
         offset += 4 * n_total
 
 
@@ -161,6 +162,7 @@ def parse_ipfix_templates(
     (RFC 7011 §3.4.1-§3.4.2), including withdrawals; as ``parse_v9_templates``."""
     offset = start
     while end - offset >= 4:
+        record_start = offset
         template_id, count = struct.unpack_from(">HH", data, offset)
         if template_id == 0 and count == 0:
             return  # set padding (RFC 7011 §3.3.1)
@@ -197,7 +199,7 @@ def parse_ipfix_templates(
                 element_id &= 0x7FFF
                 offset += 4
             fields.append(TemplateField(element_id, length, enterprise))
-        yield _check_template(Template(template_id, tuple(fields), n_scope), offset)
+        yield _check_template(Template(template_id, tuple(fields), n_scope), record_start)
 
 
 class TemplateCache:
