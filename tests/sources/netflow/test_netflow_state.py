@@ -157,7 +157,15 @@ def test_v5_sequence_gap_counted_in_flows() -> None:
 def test_v9_sequence_gap_counted_in_datagrams() -> None:
     decoder = NetflowDecoder()
     decoder.decode([dgram(v9_message([v9_template()], sequence=s)) for s in (5, 6, 9, 8, 10)])
-    assert decoder.counters.sequence_lost == {"192.0.2.1": 2}  # 7 and 8 missing; 8 late
+    # 7 never came; 8 came late and fills its place in the span: 1 datagram lost
+    assert decoder.counters.sequence_lost == {"192.0.2.1": 1}
+
+
+def test_reordering_is_not_loss_and_a_restart_starts_again() -> None:
+    decoder = NetflowDecoder()
+    order = (500, 502, 501, 503, 600, 601, 2, 3)  # 504..599 missing; restart at 2
+    decoder.decode([dgram(v9_message([v9_template()], sequence=s)) for s in order])
+    assert decoder.counters.sequence_lost == {"192.0.2.1": 96}
 
 
 def test_ipfix_sequence_gap_counted_in_records() -> None:
