@@ -22,10 +22,44 @@ RNG = np.random.default_rng(7)
 HOSTS = RNG.integers(0x0A000000, 0x0A000000 + 5000, size=5000, dtype=np.uint32)
 
 # element, length: a typical router template (IPv4, ports, counters, times, ifaces, AS)
-V9_FIELDS = [(8, 4), (12, 4), (15, 4), (7, 2), (11, 2), (4, 1), (5, 1), (6, 1), (10, 4),
-             (14, 4), (1, 4), (2, 4), (22, 4), (21, 4), (16, 4), (17, 4), (61, 1)]
-IPFIX_FIELDS = [(8, 4), (12, 4), (15, 4), (7, 2), (11, 2), (4, 1), (5, 1), (6, 1), (10, 4),
-                (14, 4), (1, 8), (2, 8), (152, 8), (153, 8), (16, 4), (17, 4), (61, 1)]
+V9_FIELDS = [
+    (8, 4),
+    (12, 4),
+    (15, 4),
+    (7, 2),
+    (11, 2),
+    (4, 1),
+    (5, 1),
+    (6, 1),
+    (10, 4),
+    (14, 4),
+    (1, 4),
+    (2, 4),
+    (22, 4),
+    (21, 4),
+    (16, 4),
+    (17, 4),
+    (61, 1),
+]
+IPFIX_FIELDS = [
+    (8, 4),
+    (12, 4),
+    (15, 4),
+    (7, 2),
+    (11, 2),
+    (4, 1),
+    (5, 1),
+    (6, 1),
+    (10, 4),
+    (14, 4),
+    (1, 8),
+    (2, 8),
+    (152, 8),
+    (153, 8),
+    (16, 4),
+    (17, 4),
+    (61, 1),
+]
 
 
 def _records(fields: list[tuple[int, int]], n: int, now_ms: int, uptime: bool) -> bytes:
@@ -57,8 +91,27 @@ def v5_datagrams() -> list[Datagram]:
         for _ in range(30):
             src, dst, hop = (int(x) for x in RNG.choice(HOSTS, 3))
             body += struct.pack(
-                ">IIIHHIIIIHHBBBBHHBBH", src, dst, hop, 1, 2, 10, 1500, 3_590_000, 3_599_000,
-                1234, 443, 0, 0x18, 6, 0, 64512, 64513, 24, 24, 0,
+                ">IIIHHIIIIHHBBBBHHBBH",
+                src,
+                dst,
+                hop,
+                1,
+                2,
+                10,
+                1500,
+                3_590_000,
+                3_599_000,
+                1234,
+                443,
+                0,
+                0x18,
+                6,
+                0,
+                64512,
+                64513,
+                24,
+                24,
+                0,
             )
         out.append(Datagram("192.0.2.5", header + bytes(body), 1_700_000_000.0 + k))
     return out

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 .venv/bin/ruff check .
+.venv/bin/mypy
 .venv/bin/python -m pytest "$@"
 if [ -f benchmarks/netflow_ingest.py ]; then
   .venv/bin/python benchmarks/netflow_ingest.py --smoke

@@ -153,6 +153,12 @@ def test_live_run_collects_what_import_gives_and_stops_cleanly(tmp_path):
         wait_for(live, totals_sql, expected)  # through the running manager's API
         fields = query_json(live, "select gatherer, source from records group by all")
         assert fields == [{"gatherer": "local", "source": "netflow"}]
+        cli("fields", "add", "--data-dir", str(live), "customer", "string")  # while running
+        listed = cli("fields", "list", "--data-dir", str(live)).stdout
+        assert "1001" in listed and "customer" in listed
+        assert query_json(live, "select count(customer) c, count(*) n from records") == [
+            {"c": 0, "n": 33}
+        ]
     finally:
         stderr = stop_run(process)
     assert "33 records committed" in stderr

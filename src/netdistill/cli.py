@@ -378,18 +378,9 @@ def fields_list(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
         store = _write_store(data_dir)
         try:
             rows = (
-                store.fields()
-                if hasattr(store, "status")
-                else [
-                    {
-                        "id": f.id,
-                        "name": f.name,
-                        "type": f.type,
-                        "description": f.description,
-                        "standard": f.standard,
-                    }
-                    for f in store.fields
-                ]
+                store.fields()  # a running manager's client
+                if callable(store.fields)
+                else [f.as_dict() for f in store.fields]
             )
         finally:
             store.close()

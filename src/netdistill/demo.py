@@ -139,7 +139,9 @@ class DemoTraffic:
 
     @staticmethod
     def _pool(entries: list[tuple[str, int, int, int]]) -> tuple[np.ndarray, ...]:
-        ips, ases, uplinks = [], [], []
+        ips: list[int] = []
+        ases: list[int] = []
+        uplinks: list[int] = []
         for first, count, asn, uplink in entries:
             ips.extend(_ipv4(first) + i for i in range(count))
             ases.extend([asn] * count)

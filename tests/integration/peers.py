@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, Self
 
 LOOPBACK = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[2]
@@ -278,7 +279,46 @@ def run_softflowd(
 # --- nfcapd / nfdump ---------------------------------------------------------------------
 
 
-class Nfcapd:
+class PeerProcess:
+    """A peer program run as a subprocess: ready when its UDP port is bound (override
+    ``wait_ready``), stopped with ``stop_signal`` on exit, its output kept in ``log``."""
+
+    stop_signal = signal.SIGTERM
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: BinaryIO
+
+    def _spawn(self, cmd: list[str], log_path: Path, cpu: int | None) -> None:
+        if cpu is not None:
+            cmd = ["taskset", "-c", str(cpu), *cmd]
+        self.log = open(log_path, "wb")  # noqa: SIM115 - closed by stop()
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self) -> None:
+        wait_udp_bound(self.port)
+
+    def __enter__(self) -> Self:
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> int:
+        code = stop_process(self.proc, self.stop_signal, timeout_s=60)
+        self.log.close()
+        return code
+
+
+class Nfcapd(PeerProcess):
     """nfdump's collector on 127.0.0.1:``port`` writing into ``flow_dir``.
 
     ``stop()`` sends SIGTERM: nfcapd then flushes and closes its current file, after
@@ -311,29 +351,7 @@ class Nfcapd:
             "-P",
             str(flow_dir / "nfcapd.pid"),
         ]
-        if cpu is not None:
-            cmd = ["taskset", "-c", str(cpu), *cmd]
-        self.log = open(flow_dir.parent / f"nfcapd-{self.port}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def __enter__(self) -> Nfcapd:
-        try:
-            wait_udp_bound(self.port)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-        self.log.close()
+        self._spawn(cmd, flow_dir.parent / f"nfcapd-{self.port}.log", cpu)
 
     def records(self) -> list[dict[str, object]]:
         return nfdump_records(self.flow_dir)
@@ -406,7 +424,7 @@ def nfdump_summary(flow_dir: Path) -> dict[str, int]:
 NFACCTD_PRIMITIVES = "src_host,dst_host,src_port,dst_port,proto,timestamp_start,timestamp_end"
 
 
-class Nfacctd:
+class Nfacctd(PeerProcess):
     """pmacct's NetFlow/IPFIX collector on 127.0.0.1:``port``, ``print`` plugin to CSV.
 
     The print plugin writes what it aggregated every ``print_refresh_time`` seconds and
@@ -448,25 +466,7 @@ class Nfacctd:
             f"logfile: {workdir}/nfacctd.log\n"
         )
         cmd = ["nfacctd", "-f", str(config)]
-        if cpu is not None:
-            cmd = ["taskset", "-c", str(cpu), *cmd]
-        self.log = open(workdir / "nfacctd.stdout", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def __enter__(self) -> Nfacctd:
-        try:
-            wait_udp_bound(self.port)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
+        self._spawn(cmd, workdir / "nfacctd.stdout", cpu)
 
     def core_pid(self) -> int:
         """The process that reads the socket (the core; plugins are child processes)."""
@@ -480,9 +480,7 @@ class Nfacctd:
             pids += [int(p) for p in children.split()]
         return pids
 
-    def stop(self) -> None:
-        stop_process(self.proc, signal.SIGINT)
-        self.log.close()
+    stop_signal = signal.SIGINT  # nfacctd writes its last print output on SIGINT
 
     def rows(self) -> list[dict[str, str]]:
         import csv
@@ -497,7 +495,7 @@ class Nfacctd:
 # --- netdistill run ----------------------------------------------------------------------
 
 
-class NetdistillRun:
+class NetdistillRun(PeerProcess):
     """``netdistill run --no-demo --netflow 127.0.0.1:PORT`` as a subprocess.
 
     Waits for DIR/manager.json (written once the API is up) and for the NetFlow socket.
@@ -527,27 +525,9 @@ class NetdistillRun:
             str(self.ui_port),
             *extra,
         ]
-        if cpu is not None:
-            cmd = ["taskset", "-c", str(cpu), *cmd]
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = data_dir.parent / f"netdistill-run-{self.port}.log"
-        self.log = open(self.log_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def __enter__(self) -> NetdistillRun:
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
+        self._spawn(cmd, self.log_path, cpu)
 
     def wait_ready(self, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
@@ -583,11 +563,6 @@ class NetdistillRun:
     def output(self) -> str:
         self.log.flush()
         return self.log_path.read_text(errors="replace")[-4000:]
-
-    def stop(self) -> int:
-        code = stop_process(self.proc, signal.SIGTERM, timeout_s=60)
-        self.log.close()
-        return code
 
 
 # --- netdistill CLI ----------------------------------------------------------------------

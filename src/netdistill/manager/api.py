@@ -116,16 +116,7 @@ def create_app(store: Store, *, token: str, status: Callable[[], dict[str, Any]]
 
     @app.get("/api/fields", dependencies=guard)
     def get_fields() -> list[dict[str, Any]]:
-        return [
-            {
-                "id": f.id,
-                "name": f.name,
-                "type": f.type,
-                "description": f.description,
-                "standard": f.standard,
-            }
-            for f in store.fields
-        ]
+        return [f.as_dict() for f in store.fields]
 
     @app.post("/api/fields", dependencies=guard)
     def add_field(body: FieldRequest) -> dict[str, str]:

@@ -45,6 +45,16 @@ class Field:
     description: str = ""
     standard: bool = False
 
+    def as_dict(self) -> dict[str, object]:
+        """The field as the API and ``netdistill fields list`` show it."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "type": self.type,
+            "description": self.description,
+            "standard": self.standard,
+        }
+
     @property
     def arrow_type(self) -> pa.DataType:
         return FIELD_TYPES[self.type][0]

@@ -7,6 +7,7 @@ where the operator wrote it, with the value found and what was expected.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ def _without_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: Mapping[str, Any]) -> str:
     kind = error.get("type", "")
     message = error.get("msg", "invalid")
     if kind == "extra_forbidden":

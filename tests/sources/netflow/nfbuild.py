@@ -29,8 +29,14 @@ def read_capture(name: str) -> list[Datagram]:
 
 
 def v5_datagram(
-    records: list[dict[str, int]], *, uptime_ms: int = 100_000, secs: int = 1_700_000_000,
-    nsecs: int = 0, sequence: int = 0, sampling: int = 0, engine: tuple[int, int] = (0, 0),
+    records: list[dict[str, int]],
+    *,
+    uptime_ms: int = 100_000,
+    secs: int = 1_700_000_000,
+    nsecs: int = 0,
+    sequence: int = 0,
+    sampling: int = 0,
+    engine: tuple[int, int] = (0, 0),
 ) -> bytes:
     header = struct.pack(
         ">HHIIIIBBH", 5, len(records), uptime_ms, secs, nsecs, sequence, *engine, sampling
@@ -38,11 +44,26 @@ def v5_datagram(
     body = b"".join(
         struct.pack(
             ">IIIHHIIIIHHBBBBHHBBH",
-            r.get("src", 0x0A000001), r.get("dst", 0x0A000002), r.get("hop", 0),
-            r.get("in", 1), r.get("out", 2), r.get("packets", 1), r.get("bytes", 100),
-            r.get("first", uptime_ms - 1000), r.get("last", uptime_ms),
-            r.get("sport", 1000), r.get("dport", 80), 0, r.get("flags", 0),
-            r.get("proto", 6), r.get("tos", 0), r.get("src_as", 0), r.get("dst_as", 0), 0, 0, 0,
+            r.get("src", 0x0A000001),
+            r.get("dst", 0x0A000002),
+            r.get("hop", 0),
+            r.get("in", 1),
+            r.get("out", 2),
+            r.get("packets", 1),
+            r.get("bytes", 100),
+            r.get("first", uptime_ms - 1000),
+            r.get("last", uptime_ms),
+            r.get("sport", 1000),
+            r.get("dport", 80),
+            0,
+            r.get("flags", 0),
+            r.get("proto", 6),
+            r.get("tos", 0),
+            r.get("src_as", 0),
+            r.get("dst_as", 0),
+            0,
+            0,
+            0,
         )
         for r in records
     )
@@ -63,31 +84,40 @@ def template_record(template_id: int, fields: list[tuple[int, int]]) -> bytes:
     return out
 
 
-def v9_options_template(template_id: int, scope: list[tuple[int, int]],
-                        options: list[tuple[int, int]]) -> bytes:
+def v9_options_template(
+    template_id: int, scope: list[tuple[int, int]], options: list[tuple[int, int]]
+) -> bytes:
     out = struct.pack(">HHH", template_id, 4 * len(scope), 4 * len(options))
     for element, length in scope + options:
         out += struct.pack(">HH", element, length)
     return out
 
 
-def ipfix_options_template(template_id: int, scope: list[tuple[int, int]],
-                           options: list[tuple[int, int]]) -> bytes:
+def ipfix_options_template(
+    template_id: int, scope: list[tuple[int, int]], options: list[tuple[int, int]]
+) -> bytes:
     out = struct.pack(">HHH", template_id, len(scope) + len(options), len(scope))
     for element, length in scope + options:
         out += struct.pack(">HH", element, length)
     return out
 
 
-def v9_message(sets: list[bytes], *, uptime_ms: int = 100_000, secs: int = 1_700_000_000,
-               sequence: int = 0, source_id: int = 0) -> bytes:
+def v9_message(
+    sets: list[bytes],
+    *,
+    uptime_ms: int = 100_000,
+    secs: int = 1_700_000_000,
+    sequence: int = 0,
+    source_id: int = 0,
+) -> bytes:
     return struct.pack(">HHIIII", 9, len(sets), uptime_ms, secs, sequence, source_id) + b"".join(
         sets
     )
 
 
-def ipfix_message(sets: list[bytes], *, export_s: int = 1_700_000_000, sequence: int = 0,
-                  domain: int = 0) -> bytes:
+def ipfix_message(
+    sets: list[bytes], *, export_s: int = 1_700_000_000, sequence: int = 0, domain: int = 0
+) -> bytes:
     body = b"".join(sets)
     return struct.pack(">HHIII", 10, 16 + len(body), export_s, sequence, domain) + body
 

@@ -66,7 +66,12 @@ CASES = {
     # data records carry FLOW_SAMPLER_ID 1
     "v9-sampler-id": Case(
         ("template.pcap", "options-template.pcap", "options-data.pcap", "data.pcap"),
-        "IN_BYTES", "IN_PKTS", 30000, 4, 5848, 4,
+        "IN_BYTES",
+        "IN_PKTS",
+        30000,
+        4,
+        5848,
+        4,
     ),
     # options record without sampler id: SAMPLING_INTERVAL 100 for the whole source id
     "v9-data+templates": Case(("data+templates.pcap",), "IN_BYTES", "IN_PKTS", 100, 21, 58329, 66),
@@ -79,8 +84,13 @@ CASES = {
     ),
     # SAMPLING_INTERVAL 2048 inside every data record
     "v9-in-record-rate": Case(
-        ("samplingrate-template.pcap", "samplingrate-data.pcap"), "IN_BYTES", "IN_PKTS",
-        2048, 6, 3740, 6,
+        ("samplingrate-template.pcap", "samplingrate-data.pcap"),
+        "IN_BYTES",
+        "IN_PKTS",
+        2048,
+        6,
+        3740,
+        6,
     ),
 }
 
@@ -113,7 +123,9 @@ def test_v5_records_match_reference_field_by_field() -> None:
         assert row["bytes"] == ref["IN_OCTETS"]
     first = rows[0]
     assert (first["src_ip"], first["dst_ip"], first["next_hop"]) == (
-        "161.202.212.212", "202.152.70.24", "61.6.255.150",
+        "161.202.212.212",
+        "202.152.70.24",
+        "61.6.255.150",
     )
     assert first["exporter"] == "10.19.144.41"
     # header: sys_uptime 2874339000 ms, unix_secs 1680626679, unix_nsecs 0; record
@@ -127,8 +139,10 @@ def test_v5_records_match_reference_field_by_field() -> None:
 
 def test_v9_multiple_sampler_ids() -> None:
     files = (
-        "multiplesamplingrates-template.pcap", "multiplesamplingrates-options-template.pcap",
-        "multiplesamplingrates-options-data.pcap", "multiplesamplingrates-data.pcap",
+        "multiplesamplingrates-template.pcap",
+        "multiplesamplingrates-options-template.pcap",
+        "multiplesamplingrates-options-data.pcap",
+        "multiplesamplingrates-data.pcap",
     )
     table, _ = decode_files(*files)
     flows = reference_flows(*files)
@@ -137,7 +151,8 @@ def test_v9_multiple_sampler_ids() -> None:
     expected = [int(f["IN_BYTES"]) * rates[int(f["FLOW_SAMPLER_ID"])] for f in flows]  # type: ignore[call-overload]
     assert table.column("bytes").to_pylist() == expected
     assert table.column("sampling_rate").to_pylist() == [
-        rates[int(f["FLOW_SAMPLER_ID"])] for f in flows  # type: ignore[call-overload]
+        rates[int(f["FLOW_SAMPLER_ID"])]
+        for f in flows  # type: ignore[call-overload]
     ]
     assert table.num_rows == 12
     assert _sum(table, "bytes") == 32_332_000

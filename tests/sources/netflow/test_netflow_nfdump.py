@@ -58,7 +58,8 @@ def nfdump_totals(files: tuple[str, ...], workdir: Path) -> dict[str, int]:
     assert NFCAPD and NFDUMP
     proc = subprocess.Popen(
         [NFCAPD, "-p", str(port), "-b", "127.0.0.1", "-w", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 10

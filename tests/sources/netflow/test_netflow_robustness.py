@@ -96,18 +96,35 @@ IPFIX_HEADER = 16
         # set length 2 (< 4): zero-length / absurd set
         (ipfix_message([struct.pack(">HH", 256, 2)]), MALFORMED, IPFIX_HEADER + 2, "length 2", 0),
         # set pointing past the end
-        (ipfix_message([struct.pack(">HH", 2, 400) + bytes(8)]), "truncated", IPFIX_HEADER,
-         "past", 0),
+        (
+            ipfix_message([struct.pack(">HH", 2, 400) + bytes(8)]),
+            "truncated",
+            IPFIX_HEADER,
+            "past",
+            0,
+        ),
         # template with zero-length fields only: record length 0
-        (ipfix_message([flowset(2, template_record(256, [(1, 0), (2, 0)]))]), MALFORMED, 20,
-         "record length 0", 0),
+        (
+            ipfix_message([flowset(2, template_record(256, [(1, 0), (2, 0)]))]),
+            MALFORMED,
+            20,
+            "record length 0",
+            0,
+        ),
         # v9 template with zero fields
         (v9_message([flowset(0, struct.pack(">HH", 300, 0))]), MALFORMED, 24, "zero fields", 0),
         # template id below 256
         (ipfix_message([flowset(2, template_record(17, [(1, 4)]))]), MALFORMED, 20, "below 256", 0),
         # variable-length field whose length runs past the set
-        (ipfix_message([flowset(2, template_record(256, [(82, 65535)])),
-                        flowset(256, b"\x09abc")]), "truncated", 32, "past", 0),
+        (
+            ipfix_message(
+                [flowset(2, template_record(256, [(82, 65535)])), flowset(256, b"\x09abc")]
+            ),
+            "truncated",
+            32,
+            "past",
+            0,
+        ),
         # an intact datagram: nothing quarantined
         (good_ipfix(2), None, None, "", 2),
     ],

@@ -191,8 +191,10 @@ def test_sampling_rate_precedence() -> None:
         [
             dgram(v5),  # default
             dgram(v5, exporter="192.0.2.7"),  # exporter rate
-            dgram(v5_datagram([{"bytes": 10, "packets": 1}], sampling=(1 << 14) | 7),
-                  exporter="192.0.2.7"),  # header: low 14 bits = 7, mode bits ignored
+            dgram(
+                v5_datagram([{"bytes": 10, "packets": 1}], sampling=(1 << 14) | 7),
+                exporter="192.0.2.7",
+            ),  # header: low 14 bits = 7, mode bits ignored
         ]
     ).records
     assert records.column("sampling_rate").to_pylist() == [3, 5, 7]
@@ -215,28 +217,61 @@ def test_ipfix_sampler_options_and_in_record_interval() -> None:
         ]
     )
     assert result.quarantined == []
-    rows = sorted(zip(result.records.column("sampling_rate").to_pylist(),
-                      result.records.column("bytes").to_pylist(), strict=True))
+    rows = sorted(
+        zip(
+            result.records.column("sampling_rate").to_pylist(),
+            result.records.column("bytes").to_pylist(),
+            strict=True,
+        )
+    )
     assert rows == [(1, 10), (50, 500), (100, 1000)]
 
 
 def test_ipfix_variable_length_enterprise_and_reduced_size() -> None:
     decoder = NetflowDecoder()
     fields = [
-        (8, 4), (0x8000 | 12, 4),  # enterprise element 12 of PEN 9: not an address
+        (8, 4),
+        (0x8000 | 12, 4),  # enterprise element 12 of PEN 9: not an address
         (82, 65535),  # interfaceName, variable length
         (1, 3),  # octetDeltaCount in 3 bytes (reduced size)
-        (2, 1), (7, 2), (83, 65535), (152, 8), (153, 8),
+        (2, 1),
+        (7, 2),
+        (83, 65535),
+        (152, 8),
+        (153, 8),
     ]
-    short = struct.pack(">II", 0x0A000001, 0xDEADBEEF) + b"\x03eth" + b"\x01\x00\x00" + b"\x05" \
-        + struct.pack(">H", 80) + b"\x00" + struct.pack(">QQ", 1_700_000_000_000, 1_700_000_001_500)
+    short = (
+        struct.pack(">II", 0x0A000001, 0xDEADBEEF)
+        + b"\x03eth"
+        + b"\x01\x00\x00"
+        + b"\x05"
+        + struct.pack(">H", 80)
+        + b"\x00"
+        + struct.pack(">QQ", 1_700_000_000_000, 1_700_000_001_500)
+    )
     long_name = b"x" * 300
-    long = struct.pack(">II", 0x0A000002, 0) + b"\xff" + struct.pack(">H", 300) + long_name \
-        + b"\xff\xff\xff" + b"\x07" + struct.pack(">H", 443) + b"\x02ab" \
+    long = (
+        struct.pack(">II", 0x0A000002, 0)
+        + b"\xff"
+        + struct.pack(">H", 300)
+        + long_name
+        + b"\xff\xff\xff"
+        + b"\x07"
+        + struct.pack(">H", 443)
+        + b"\x02ab"
         + struct.pack(">QQ", 1_700_000_000_000, 1_700_000_000_000)
+    )
     result = decoder.decode(
-        [dgram(ipfix_message([flowset(2, template_record(256, fields)),
-                              flowset(256, short + long + b"\x00\x00")]))]
+        [
+            dgram(
+                ipfix_message(
+                    [
+                        flowset(2, template_record(256, fields)),
+                        flowset(256, short + long + b"\x00\x00"),
+                    ]
+                )
+            )
+        ]
     )
     assert result.quarantined == []
     rows = result.records.to_pylist()
@@ -253,8 +288,15 @@ def test_ipfix_times_from_system_init_time_option() -> None:
     init_ms = 1_600_000_000_000
     result = decoder.decode(
         [
-            dgram(ipfix_message([options, flowset(500, struct.pack(">IQ", 0, init_ms)),
-                                 flowset(2, template_record(256, [(1, 4), (22, 4), (21, 4)]))])),
+            dgram(
+                ipfix_message(
+                    [
+                        options,
+                        flowset(500, struct.pack(">IQ", 0, init_ms)),
+                        flowset(2, template_record(256, [(1, 4), (22, 4), (21, 4)])),
+                    ]
+                )
+            ),
             dgram(ipfix_message([flowset(256, struct.pack(">III", 10, 5_000, 8_000))])),
         ]
     )
@@ -268,8 +310,17 @@ def test_ipfix_delta_microseconds_and_ntp_nanoseconds() -> None:
     ntp_seconds = 1_700_000_000 + 2_208_988_800
     record = struct.pack(">IIQ", 10, 2_500_000, (ntp_seconds << 32) | (1 << 31))
     result = decoder.decode(
-        [dgram(ipfix_message([flowset(2, template_record(256, [(1, 4), (158, 4), (157, 8)])),
-                              flowset(256, record)], export_s=1_700_000_010))]
+        [
+            dgram(
+                ipfix_message(
+                    [
+                        flowset(2, template_record(256, [(1, 4), (158, 4), (157, 8)])),
+                        flowset(256, record),
+                    ],
+                    export_s=1_700_000_010,
+                )
+            )
+        ]
     )
     row = result.records.to_pylist()[0]
     assert row["start_time"].timestamp() == 1_700_000_007.5  # 2.5 s before export

@@ -79,7 +79,7 @@ class MessageHeader(NamedTuple):
 
 class _NotedSet(NamedTuple):
     body: memoryview
-    count: int
+    records: int
     header: MessageHeader
     exporter_index: int
     datagram: Datagram
@@ -180,8 +180,13 @@ class NetflowDecoder:
         self.counters.dropped[reason] += 1
         batch.quarantined.append(
             Quarantined(
-                self.source, datagram.exporter, datagram.received_at, reason, detail,
-                datagram.payload, offset,
+                self.source,
+                datagram.exporter,
+                datagram.received_at,
+                reason,
+                detail,
+                datagram.payload,
+                offset,
             )
         )
 
@@ -197,9 +202,7 @@ class NetflowDecoder:
             elif version in (9, 10):
                 self._walk_message(datagram, version, batch)
             else:
-                self._quarantine(
-                    batch, datagram, UNKNOWN_VERSION, f"version field is {version}", 0
-                )
+                self._quarantine(batch, datagram, UNKNOWN_VERSION, f"version field is {version}", 0)
         except DecodeError as exc:
             self._quarantine(batch, datagram, exc.reason, exc.detail, exc.offset)
 
@@ -244,7 +247,8 @@ class NetflowDecoder:
                     )
                 if offset + set_length > end:
                     raise DecodeError(
-                        TRUNCATED, offset=offset,
+                        TRUNCATED,
+                        offset=offset,
                         detail=f"set {set_id} of length {set_length} runs past the end ({end})",
                     )
                 body, body_end = offset + 4, offset + set_length
@@ -262,7 +266,8 @@ class NetflowDecoder:
                 offset = body_end
             if version == 10 and length > len(payload):
                 raise DecodeError(
-                    TRUNCATED, offset=len(payload),
+                    TRUNCATED,
+                    offset=len(payload),
                     detail=f"IPFIX message length {length} exceeds the "
                     f"{len(payload)}-byte datagram",
                 )
@@ -325,8 +330,12 @@ class NetflowDecoder:
             group = batch.groups[id(template)] = _Group(template)
         group.sets.append(
             _NotedSet(
-                memoryview(payload)[body:end], count, header,
-                batch.exporter_index(datagram.exporter), datagram, starts,
+                memoryview(payload)[body:end],
+                count,
+                header,
+                batch.exporter_index(datagram.exporter),
+                datagram,
+                starts,
             )
         )
         return count
@@ -352,8 +361,11 @@ class NetflowDecoder:
     def _quarantine_held(self, batch: _Batch, held: Held, why: str) -> None:
         ids = ", ".join(str(s[2]) for s in held.sets)
         self._quarantine(
-            batch, held.datagram, NO_TEMPLATE,
-            f"no template {ids} for domain {held.header.domain[2]}: {why}", held.sets[0][0] - 4,
+            batch,
+            held.datagram,
+            NO_TEMPLATE,
+            f"no template {ids} for domain {held.header.domain[2]}: {why}",
+            held.sets[0][0] - 4,
         )
 
     def _expire(self, batch: _Batch, now: float) -> None:
@@ -400,7 +412,7 @@ class NetflowDecoder:
 
     def _decode_group(self, group: _Group, exporters: list[str]) -> pa.Table:
         template, sets = group.template, group.sets
-        counts = np.fromiter((s.count for s in sets), np.int64, len(sets))
+        counts = np.fromiter((s.records for s in sets), np.int64, len(sets))
         joined = b"".join([s.body for s in sets])
         if template.record_length is not None:
             columns = decode_fixed(template, joined, int(counts.sum()))
@@ -428,8 +440,13 @@ class NetflowDecoder:
             exporter_index=per_record((s.exporter_index for s in sets), np.int32),
             exporters=exporters,
             sampling_rate=record_rates(
-                columns, counts, set_domain, domains, self._cache,
-                self.exporter_sampling_rates, self.default_sampling_rate,
+                columns,
+                counts,
+                set_domain,
+                domains,
+                self._cache,
+                self.exporter_sampling_rates,
+                self.default_sampling_rate,
             ),
         )
         if sets[0].header.version == 9:

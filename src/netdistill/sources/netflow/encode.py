@@ -42,6 +42,7 @@ import struct
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -56,7 +57,7 @@ __all__ = [
     "flow_columns",
 ]
 
-Flows = pa.Table | Mapping[str, object]
+Flows: TypeAlias = pa.Table | Mapping[str, object]
 
 #: Largest UDP payload we build: fits a 1500-byte MTU with IPv4/IPv6 and UDP headers.
 MAX_DATAGRAM_BYTES = 1400

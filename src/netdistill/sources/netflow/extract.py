@@ -155,7 +155,8 @@ def walk_variable(template: Template, data: bytes, start: int, end: int) -> np.n
                 break
             if position >= end:
                 raise DecodeError(
-                    "truncated", offset=record_start,
+                    "truncated",
+                    offset=record_start,
                     detail=f"template {template.template_id}: variable-length field past set end",
                 )
             length = data[position]
@@ -163,7 +164,8 @@ def walk_variable(template: Template, data: bytes, start: int, end: int) -> np.n
             if length == 255:
                 if position + 2 > end:
                     raise DecodeError(
-                        "truncated", offset=position,
+                        "truncated",
+                        offset=position,
                         detail=f"template {template.template_id}: 3-byte length past set end",
                     )
                 length = unpack_u16(data, position)[0]
@@ -171,7 +173,8 @@ def walk_variable(template: Template, data: bytes, start: int, end: int) -> np.n
             position += length
         if position > end:
             raise DecodeError(
-                "truncated", offset=record_start,
+                "truncated",
+                offset=record_start,
                 detail=f"template {template.template_id}: record runs past the set end",
             )
     return np.asarray(starts, dtype=np.int64).reshape(-1, n_segments)
@@ -197,6 +200,4 @@ def check_layout(template: Template) -> None:
         try:
             fixed_layout(template)
         except (ValueError, TypeError) as exc:
-            raise DecodeError(
-                MALFORMED, detail=f"template {template.template_id}: {exc}"
-            ) from exc
+            raise DecodeError(MALFORMED, detail=f"template {template.template_id}: {exc}") from exc

@@ -88,12 +88,14 @@ class Withdrawal:
 def _check_template(template: Template, offset: int) -> Template:
     if template.min_record_length == 0:
         raise DecodeError(
-            MALFORMED, offset=offset,
+            MALFORMED,
+            offset=offset,
             detail=f"template {template.template_id}: record length 0",
         )
     if template.min_record_length > MAX_RECORD_LENGTH:
         raise DecodeError(
-            MALFORMED, offset=offset,
+            MALFORMED,
+            offset=offset,
             detail=f"template {template.template_id}: record length "
             f"{template.min_record_length} exceeds any datagram",
         )
@@ -105,9 +107,7 @@ def _need(data: bytes, offset: int, size: int, end: int, what: str) -> None:
         raise DecodeError(TRUNCATED, offset=offset, detail=f"{what} runs past the set end")
 
 
-def parse_v9_templates(
-    data: bytes, start: int, end: int, *, options: bool
-) -> Iterator[Template]:
+def parse_v9_templates(data: bytes, start: int, end: int, *, options: bool) -> Iterator[Template]:
     """Template records of one v9 template FlowSet (id 0) or options template FlowSet
     (id 1), body ``data[start:end]``. Yields each template as it is read, so templates
     before a malformed one are kept; raises ``DecodeError`` at the first bad byte."""
@@ -126,7 +126,8 @@ def parse_v9_templates(
             scope_length, option_length = count, struct.unpack_from(">H", data, offset + 4)[0]
             if scope_length % 4 or option_length % 4:
                 raise DecodeError(
-                    MALFORMED, offset=offset + 2,
+                    MALFORMED,
+                    offset=offset + 2,
                     detail=f"options template {template_id}: scope/option length "
                     f"{scope_length}/{option_length} not a multiple of 4",
                 )
@@ -145,7 +146,8 @@ def parse_v9_templates(
             element_id, length = struct.unpack_from(">HH", data, offset + 4 * i)
             if length == VARIABLE_LENGTH:
                 raise DecodeError(
-                    MALFORMED, offset=offset + 4 * i + 2,
+                    MALFORMED,
+                    offset=offset + 4 * i + 2,
                     detail=f"template {template_id}: variable length in NetFlow v9",
                 )
             if i < n_scope:
@@ -180,7 +182,8 @@ def parse_ipfix_templates(
             n_scope = struct.unpack_from(">H", data, offset + 4)[0]
             if n_scope == 0 or n_scope > count:
                 raise DecodeError(
-                    MALFORMED, offset=offset + 4,
+                    MALFORMED,
+                    offset=offset + 4,
                     detail=f"options template {template_id}: scope field count {n_scope} "
                     f"of {count} fields",
                 )
@@ -235,8 +238,7 @@ class TemplateCache:
     def withdraw(self, domain: DomainKey, template_id: int, *, options: bool) -> None:
         if template_id in (2, 3):  # all templates of the set's kind (RFC 7011 §8.1)
             keys = [
-                k for k, t in self.templates.items()
-                if k[:3] == domain and t.is_options == options
+                k for k, t in self.templates.items() if k[:3] == domain and t.is_options == options
             ]
         else:
             keys = [(*domain, template_id)]

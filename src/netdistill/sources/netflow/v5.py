@@ -25,14 +25,26 @@ RECORD_LENGTH: Final = 48
 
 RECORD_DTYPE: Final = np.dtype(
     [
-        ("srcaddr", ">u4"), ("dstaddr", ">u4"), ("nexthop", ">u4"),
-        ("input", ">u2"), ("output", ">u2"),
-        ("dPkts", ">u4"), ("dOctets", ">u4"),
-        ("first", ">u4"), ("last", ">u4"),
-        ("srcport", ">u2"), ("dstport", ">u2"),
-        ("pad1", "u1"), ("tcp_flags", "u1"), ("prot", "u1"), ("tos", "u1"),
-        ("src_as", ">u2"), ("dst_as", ">u2"),
-        ("src_mask", "u1"), ("dst_mask", "u1"), ("pad2", ">u2"),
+        ("srcaddr", ">u4"),
+        ("dstaddr", ">u4"),
+        ("nexthop", ">u4"),
+        ("input", ">u2"),
+        ("output", ">u2"),
+        ("dPkts", ">u4"),
+        ("dOctets", ">u4"),
+        ("first", ">u4"),
+        ("last", ">u4"),
+        ("srcport", ">u2"),
+        ("dstport", ">u2"),
+        ("pad1", "u1"),
+        ("tcp_flags", "u1"),
+        ("prot", "u1"),
+        ("tos", "u1"),
+        ("src_as", ">u2"),
+        ("dst_as", ">u2"),
+        ("src_mask", "u1"),
+        ("dst_mask", "u1"),
+        ("pad2", ">u2"),
     ]
 )
 assert RECORD_DTYPE.itemsize == RECORD_LENGTH
@@ -74,18 +86,24 @@ def parse_header(payload: bytes) -> V5Header:
         raise DecodeError(
             "truncated", offset=len(payload), detail="NetFlow v5 header needs 24 bytes"
         )
-    _, count, uptime, secs, nsecs, sequence, engine_type, engine_id, sampling = (
-        HEADER.unpack_from(payload)
+    _, count, uptime, secs, nsecs, sequence, engine_type, engine_id, sampling = HEADER.unpack_from(
+        payload
     )
     needed = HEADER_LENGTH + RECORD_LENGTH * count
     if len(payload) < needed:
         raise DecodeError(
-            "truncated", offset=len(payload),
+            "truncated",
+            offset=len(payload),
             detail=f"NetFlow v5 header count {count} needs {needed} bytes, got {len(payload)}",
         )
     return V5Header(
-        count, uptime, secs * 1_000_000 + nsecs // 1000, sequence,
-        engine_type, engine_id, sampling & 0x3FFF,
+        count,
+        uptime,
+        secs * 1_000_000 + nsecs // 1000,
+        sequence,
+        engine_type,
+        engine_id,
+        sampling & 0x3FFF,
     )
 
 
