@@ -79,13 +79,17 @@ _V9_COMMON = [
     (22, 4, "first", ">u4"),  # FIRST_SWITCHED, ms of uptime
     (21, 4, "last", ">u4"),  # LAST_SWITCHED
 ]
-_V9_TAIL = [
+#: interfaces, AS numbers and ports: the same elements and lengths in v9 and IPFIX
+_ROUTING_AND_PORTS = [
     (10, 4, "input_if", ">u4"),
     (14, 4, "output_if", ">u4"),
     (16, 4, "src_as", ">u4"),
     (17, 4, "dst_as", ">u4"),
     (7, 2, "src_port", ">u2"),
     (11, 2, "dst_port", ">u2"),
+]
+_V9_TAIL = [
+    *_ROUTING_AND_PORTS,
     (4, 1, "protocol", "u1"),
     (5, 1, "tos", "u1"),
     (6, 1, "tcp_flags", "u1"),  # RFC 3954 §8: TCP_FLAGS is one byte in v9
@@ -97,12 +101,7 @@ _IPFIX_COMMON = [
     (153, 8, "end_time", ">u8"),  # flowEndMilliseconds
 ]
 _IPFIX_TAIL = [
-    (10, 4, "input_if", ">u4"),
-    (14, 4, "output_if", ">u4"),
-    (16, 4, "src_as", ">u4"),
-    (17, 4, "dst_as", ">u4"),
-    (7, 2, "src_port", ">u2"),
-    (11, 2, "dst_port", ">u2"),
+    *_ROUTING_AND_PORTS,
     (6, 2, "tcp_flags", ">u2"),  # tcpControlBits is unsigned16 in IPFIX
     (4, 1, "protocol", "u1"),
     (5, 1, "tos", "u1"),
