@@ -108,7 +108,9 @@ def test_v9_records_decode_exactly() -> None:
     exporter = V9Exporter(source_id=77)
     datagrams = encode_v9(flows, exporter, export_time_ms=T0 + 100_000)
     boot = exporter.boot_time_ms
-    assert boot is not None
+    # the default boot time: one hour before the earliest flow, on a whole second
+    earliest_ms = int(np.asarray(flows["start_time"]).min())
+    assert boot == (earliest_ms // 1000) * 1000 - 3_600_000
     templates = new_templates()
     decoded = []
     for index, payload in enumerate(datagrams):

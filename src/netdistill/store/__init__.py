@@ -31,19 +31,16 @@ class Store(Protocol):
     def commit(self, batch: pa.Table, *, origin: str, sequence: int) -> int:
         """Insert ``batch`` (source schema; record_id and ingested_at are stamped here).
         Returns the number of rows inserted: 0 when (origin, sequence) was committed before."""
-        ...
 
     def commit_quarantine(self, items: Sequence[Quarantined]) -> int: ...
 
     def last_sequence(self, origin: str) -> int:
         """The highest sequence committed for ``origin`` (0 if none)."""
-        ...
 
     def query(self, sql: str, params: Mapping[str, object] | None = None) -> pa.Table: ...
 
     def age(self, retention_s: float) -> int:
         """Delete records ingested more than ``retention_s`` ago; return how many."""
-        ...
 
     def add_field(self, name: str, type_: str, description: str = "") -> None: ...
 
