@@ -63,6 +63,7 @@ class Pipeline:
         self.max_datagrams = max_datagrams
         self._clock = clock
         self._sequences = {s.name: sink.last_sequence(self._origin(s)) for s in self.sources}
+        self._failed: dict[str, DecodeResult] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.committed_records = 0
@@ -74,30 +75,44 @@ class Pipeline:
         return f"{self.gatherer}/{source.name}"
 
     def handle(self, source: PolledSource, result: DecodeResult) -> int:
-        """Commit one decode result of ``source``; returns the records committed."""
+        """Commit one decode result of ``source``; returns the records committed.
+
+        Records first, then the quarantine; each part is cleared from ``result`` once it
+        is committed, so a ``result`` whose commit raised can be handed in again and
+        nothing is committed twice."""
+        n = 0
+        if result.records.num_rows:
+            records = with_constant(result.records, "gatherer", self.gatherer)
+            sequence = self._sequences[source.name] + 1
+            n = self.sink.commit(records, origin=self._origin(source), sequence=sequence)
+            self._sequences[source.name] = sequence
+            result.records = result.records.slice(0, 0)
+            self.committed_records += n
+            self.committed_batches += 1
         if result.quarantined:
             self.sink.commit_quarantine(result.quarantined)
-        records = result.records
-        if records.num_rows == 0:
-            return 0
-        records = with_constant(records, "gatherer", self.gatherer)
-        sequence = self._sequences[source.name] + 1
-        n = self.sink.commit(records, origin=self._origin(source), sequence=sequence)
-        self._sequences[source.name] = sequence
-        self.committed_records += n
-        self.committed_batches += 1
+            result.quarantined = []
         return n
 
     def step(self) -> int:
-        """Poll every source once and commit what came; returns records committed."""
+        """Poll every source once and commit what came; returns records committed.
+
+        A batch whose commit failed (store full, manager away) is kept and tried again
+        at the next step before anything new is polled from that source: meanwhile its
+        datagrams wait in the receive queue, whose bound is counted, never silent."""
         total = 0
         for source in self.sources:
+            result = self._failed.pop(source.name, None)
             try:
-                total += self.handle(source, source.poll(self.max_datagrams))
+                if result is None:
+                    result = source.poll(self.max_datagrams)
+                total += self.handle(source, result)
             except Exception as exc:  # keep collecting; the status shows the error
+                if result is not None:
+                    self._failed[source.name] = result
                 self.errors += 1
                 self.last_error = f"{source.name}: {exc}"
-                log.exception("committing a batch of %s failed", source.name)
+                log.exception("committing a batch of %s failed; will retry", source.name)
         return total
 
     def start(self) -> None:
@@ -125,6 +140,9 @@ class Pipeline:
         if self._thread is not None:
             self._thread.join()
         for source in self.sources:
+            failed = self._failed.pop(source.name, None)
+            if failed is not None:
+                self.handle(source, failed)
             while source.pending():
                 self.handle(source, source.poll(self.max_datagrams))
             self.handle(source, source.flush())
