@@ -10,6 +10,12 @@ declare -A NEEDED=(
   [nfcapd]=nfdump            # peer collector, totals via nfdump
   [nfacctd]=pmacct           # peer collector for the benchmark
   [tcpdump]=tcpdump          # independent datagram counts of captures
+  [radclient]=freeradius-utils  # real RADIUS accounting client
+  [squid]=squid              # real proxy writing access.log
+  [dnsmasq]=dnsmasq-base     # DNS server for the DNS lookup
+  [slapd]=slapd              # LDAP server for the LDAP lookup
+  [ldapadd]=ldap-utils       # loads the test directory into slapd
+  [postfix]=postfix          # real MTA writing a maillog for the postfix format
 )
 missing=()
 for command in "${!NEEDED[@]}"; do
@@ -19,6 +25,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "installing Debian packages: ${missing[*]}"
   $SUDO apt-get update -qq
+  # Tests start their own instances on free ports: keep packages from starting a
+  # system-wide daemon (squid on 3128, slapd on 389) while they are installed.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod +x "$policy"
+    trap '$SUDO rm -f "$policy"' EXIT
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 

@@ -172,7 +172,7 @@ def test_templates_survive_a_restart(tmp_path):
     try:
         cli("replay", str(CAPTURES / "template.pcap"), "--to", f"127.0.0.1:{port}")
         deadline = time.time() + 10
-        while not list((tmp_path / "templates").glob("*.templates")) and time.time() < deadline:
+        while not list((tmp_path / "state").glob("*.templates")) and time.time() < deadline:
             time.sleep(0.1)
     finally:
         stop_run(process)
@@ -205,11 +205,40 @@ def test_run_refuses_a_taken_port_with_a_clear_message(tmp_path):
 
 
 def test_demo_run_shows_records_within_seconds(tmp_path):
-    result = cli("run", "--data-dir", str(tmp_path), "--ui-port", "0", "--duration", "4")
+    result = cli("run", "--data-dir", str(tmp_path), "--ui-port", "0", "--duration", "5")
     assert "netdistill 0.1.0 running" in result.stderr
+    assert "synthetic devices: router (v9), router (IPFIX), NAS, firewall, proxy" in result.stderr
     rows = query_json(
         tmp_path,
         "select count(distinct exporter) e, count(*) > 500 many, "
-        "count(distinct dst_port) > 5 services from records",
+        "count(distinct dst_port) > 5 services, count(distinct service) > 5 named, "
+        "count(account_id) = count(*) all_billed from records where source = 'demo-netflow'",
     )
-    assert rows == [{"e": 2, "many": True, "services": True}]
+    assert rows == [{"e": 2, "many": True, "services": True, "named": True, "all_billed": True}]
+    # Every other demo device delivered, through its own source, and nothing was set aside.
+    rows = query_json(
+        tmp_path,
+        "select source, count(*) > 0 has, count(distinct exporter) e from records "
+        "where source <> 'demo-netflow' group by 1 order by 1",
+    )
+    assert rows == [
+        {"source": "demo-firewall", "has": True, "e": 1},
+        {"source": "demo-proxy", "has": True, "e": 1},
+        {"source": "demo-radius", "has": True, "e": 1},
+    ]
+    assert query_json(tmp_path, "select count(*) n from quarantine") == [{"n": 0}]
+    # The user behind a flow is the user of the RADIUS session that held its customer
+    # address: check every named flow against the stored sessions.
+    wrong = query_json(
+        tmp_path,
+        "select count(*) n from records f where f.source = 'demo-netflow' "
+        "and f.user_name is not null and not exists (select 1 from records r "
+        "where r.source = 'demo-radius' and r.user_name = f.user_name "
+        "and r.src_ip in (f.src_ip, f.dst_ip))",
+    )
+    assert wrong == [{"n": 0}]
+    named = query_json(
+        tmp_path,
+        "select count(user_name) > count(*) / 2 most from records where source = 'demo-netflow'",
+    )
+    assert named == [{"most": True}]

@@ -178,21 +178,42 @@ def run(
         )
 
 
+def _where(source: Any) -> str:
+    """Where a source collects: its sockets (``udp://h:p`` for multi-protocol ones) or
+    the files it follows."""
+    addresses = [
+        ":".join(str(part) for part in address).replace(":", "://", len(address) - 2)
+        for address in source.bound
+    ]
+    paths = getattr(source.config, "paths", None) or []
+    return ", ".join(addresses + list(paths))
+
+
+def _device_label(device: Any) -> str:
+    protocol = getattr(device, "protocol", None)
+    if protocol is not None:
+        return f"router ({'IPFIX' if protocol == 'ipfix' else protocol})"
+    return {"DemoNas": "NAS", "DemoFirewall": "firewall", "DemoProxy": "proxy"}.get(
+        type(device).__name__, type(device).__name__
+    )
+
+
 def _print_started(system: Any) -> None:
-    listening = ", ".join(f"{h}:{p}" for s in system.pipeline.sources for h, p in s.bound)
     err.print(f"[bold]netdistill {__version__}[/bold] running", highlight=False)
     err.print(f"  store       {system.store.path}", highlight=False)
-    err.print(f"  collecting  NetFlow v5/v9/IPFIX on {listening}", highlight=False)
+    for source in system.pipeline.sources:
+        err.print(
+            f"  collecting  {source.config.type:<8} {source.name:<16} {_where(source)}",
+            highlight=False,
+        )
     err.print(
         f"  API         {system.manager.api_url}/api/status "
         f"(token in {system.data_dir / 'manager.json'})",
         highlight=False,
     )
     if system.exporters:
-        err.print(
-            f"  demo        {len(system.exporters)} synthetic exporters (v9, IPFIX)",
-            highlight=False,
-        )
+        kinds = ", ".join(_device_label(device) for device in system.exporters)
+        err.print(f"  demo        synthetic devices: {kinds}", highlight=False)
     err.print(
         "  query       netdistill query "
         f'--data-dir {system.data_dir} "select count(*) from records"',
@@ -236,6 +257,80 @@ def _watch(system: Any, stop: threading.Event, duration: float | None) -> None:
             line, previous = _status_line(system, previous)
             err.print(line, highlight=False)
             last_print = time.monotonic()
+
+
+# --- manager and gatherer (separate processes) ---------------------------------------------
+
+
+@app.command()
+def manager(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Scheme YAML.")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """The manager with its store and API; remote gatherers deliver to it. SIGHUP reloads."""
+    from netdistill.manager.serve import serve_manager
+
+    with _errors():
+        serve_manager(config, data_dir)
+
+
+@app.command()
+def gatherer(
+    name: Annotated[str, typer.Option("--name", help="This gatherer's name in the scheme.")],
+    manager: Annotated[
+        list[str], typer.Option("--manager", help="Manager URL (give two for two managers).")
+    ],
+    token: Annotated[str | None, typer.Option("--token", help="This gatherer's token.")] = None,
+    token_file: Annotated[
+        Path | None, typer.Option("--token-file", help="File holding the token.")
+    ] = None,
+    ca: Annotated[
+        Path | None, typer.Option("--ca", help="CA certificate to verify an HTTPS manager.")
+    ] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Collect this gatherer's sources, spool and forward them to the manager(s)."""
+    from netdistill.gatherer.main import Gatherer, serve_gatherer
+
+    with _errors():
+        if (token is None) == (token_file is None):
+            raise _fail("give exactly one of --token and --token-file", 2)
+        secret = token if token is not None else token_file.read_text().strip()  # type: ignore[union-attr]
+        serve_gatherer(
+            Gatherer(name, manager, token=secret, data_dir=data_dir, ca=str(ca) if ca else None)
+        )
+
+
+@app.command()
+def accounting(
+    primary: Annotated[str, typer.Option("--primary", help="Primary manager's API URL.")],
+    secondary: Annotated[str, typer.Option("--secondary", help="Secondary manager's API URL.")],
+    out: Annotated[Path, typer.Option("--out", help="Where window reports are delivered.")],
+    token: Annotated[str | None, typer.Option("--token", help="Bearer token (both).")] = None,
+    primary_token_file: Annotated[
+        Path | None, typer.Option(help="Token file or manager.json of the primary.")
+    ] = None,
+    secondary_token_file: Annotated[
+        Path | None, typer.Option(help="Token file or manager.json of the secondary.")
+    ] = None,
+    poll_s: Annotated[float, typer.Option(help="Seconds between polls.")] = 1.0,
+    failures: Annotated[int, typer.Option(help="Failed health checks before failover.")] = 3,
+    stall_s: Annotated[float, typer.Option(help="Window late past end+grace: failover.")] = 10.0,
+    start_after: Annotated[int | None, typer.Option(help="Deliver windows after this.")] = None,
+) -> None:
+    """Deliver each window's report once, in order, from the primary or the secondary."""
+    from netdistill.accounting.consumer import serve_accounting
+
+    with _errors():
+        serve_accounting(
+            primary={"url": primary, "token": token, "token_file": primary_token_file},
+            secondary={"url": secondary, "token": token, "token_file": secondary_token_file},
+            out_dir=out,
+            poll_s=poll_s,
+            failures=failures,
+            stall_s=stall_s,
+            start_after=start_after,
+        )
 
 
 # --- query ----------------------------------------------------------------------------------
@@ -306,21 +401,41 @@ def _write_store(data_dir: Path) -> Any:
 
 @app.command("import")
 def import_(
-    files: Annotated[list[Path], typer.Argument(help="pcap or pcapng files, in order.")],
+    files: Annotated[
+        list[Path], typer.Argument(help="pcap or pcapng files, or log files, in order.")
+    ],
     data_dir: DataDir = DEFAULT_DATA_DIR,
     config: Annotated[
         Path | None,
         typer.Option(
-            "--config", "-c", help="Scheme whose first netflow source gives sampling defaults."
+            "--config",
+            "-c",
+            help="Scheme whose first netflow source gives sampling defaults, or whose "
+            "file source named by --source gives the log format.",
         ),
     ] = None,
     source_name: Annotated[
-        str, typer.Option("--source", help="Source name on the records.")
-    ] = "netflow",
+        str | None,
+        typer.Option("--source", help="Source name on the records (default: netflow)."),
+    ] = None,
+    format: Annotated[
+        str | None,
+        typer.Option("--format", help="Read log files with this line format (squid, clf …)."),
+    ] = None,
+    format_option: Annotated[
+        list[str] | None,
+        typer.Option("--format-option", help="KEY=VALUE option of the line format."),
+    ] = None,
 ) -> None:
-    """Decode NetFlow/IPFIX from captures through the same pipeline as live traffic."""
+    """Decode NetFlow/IPFIX captures, or log files, through the same pipeline as live data."""
     from netdistill.importer import import_files
 
+    options: dict[str, object] = {}
+    for item in format_option or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise _fail(f"--format-option {item!r}: expected KEY=VALUE", 2)
+        options[key] = value
     with _errors():
         summary = import_files(
             files,
@@ -329,9 +444,12 @@ def import_(
             source_name=source_name,
             store=_write_store(data_dir),
             console=err,
+            format=format,
+            format_options=options,
         )
+    unit = "lines" if "lines" in summary else "datagrams"
     err.print(
-        f"imported {summary['records']:,} records from {summary['datagrams']:,} datagrams "
+        f"imported {summary['records']:,} records from {summary[unit]:,} {unit} "
         f"in {summary['files']} file(s); quarantined {summary['quarantined']:,}"
         + (f" ({summary['dropped']})" if summary["dropped"] else ""),
         highlight=False,

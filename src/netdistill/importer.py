@@ -1,4 +1,9 @@
-"""``netdistill import``: captures through the same decoder and commit path as live data.
+"""``netdistill import``: captures and log files through the same decoders and commit path
+as live data.
+
+Log files (``--format squid``, or ``--config F --source NAME`` naming a ``type: file``
+source) are cut into lines and parsed by the same ``FileSource`` code as a live tail;
+bad lines go to the quarantine as ``path:line``.
 
 Files are read in the order given (template files before data files), in batches of
 datagrams; the decoder holds data that arrives before its template exactly as it does
@@ -28,7 +33,7 @@ def _source_config(config: Path | None, source_name: str) -> NetflowSourceConfig
         from netdistill.scheme import load_scheme
 
         for source in load_scheme(config).sources:
-            if source.type == "netflow":
+            if isinstance(source, NetflowSourceConfig):
                 return source.model_copy(update={"name": source_name})
     return NetflowSourceConfig(type="netflow", name=source_name, listen=["127.0.0.1:0"])
 
@@ -38,30 +43,33 @@ def import_files(
     *,
     data_dir: Path,
     config: Path | None,
-    source_name: str,
+    source_name: str | None,
     store: Any,
     console: Console | None = None,
+    format: str | None = None,
+    format_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Decode and commit every NetFlow/IPFIX datagram of ``files``; returns a summary."""
+    """Decode and commit every NetFlow/IPFIX datagram of ``files`` — or every line, when a
+    line format is given or the scheme's source ``source_name`` is a ``type: file``
+    source; returns a summary."""
     for path in files:
         if not path.is_file():
             from netdistill.errors import NetdistillError
 
             raise NetdistillError(f"{path}: no such file")
+    log_source = _log_source_config(config, source_name, format, format_options or {})
+    if log_source is not None:
+        try:
+            return _import_log_files(files, log_source, store, console)
+        finally:
+            store.close()
+    source_name = source_name or "netflow"
     source = NetflowSource(_source_config(config, source_name))
     pipeline = Pipeline([source], store, gatherer="import")
     quarantined = 0
     total_bytes = sum(p.stat().st_size for p in files)
     done_bytes = 0
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=console is None or not console.is_terminal,
-    )
+    progress = _progress(console)
     try:
         with progress:
             task = progress.add_task("importing", total=total_bytes)
@@ -88,3 +96,108 @@ def import_files(
         "dropped": dict(counters.dropped),
         "sequence_lost": dict(counters.sequence_lost),
     }
+
+
+def _progress(console: Console | None) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=console is None or not console.is_terminal,
+    )
+
+
+def _log_source_config(
+    config: Path | None,
+    source_name: str | None,
+    format: str | None,
+    format_options: dict[str, Any],
+) -> Any:
+    """The ``type: file`` source config to import with, or None for a capture import."""
+    from netdistill.errors import NetdistillError
+    from netdistill.sources.logs.config import FileSourceConfig
+
+    if config is not None and format is None:
+        from netdistill.scheme import load_scheme
+
+        sources = load_scheme(config).sources
+        for source in sources:
+            if isinstance(source, FileSourceConfig) and source.name == source_name:
+                return source
+        if source_name is not None and not any(s.name == source_name for s in sources):
+            raise NetdistillError(f"{config}: no source named {source_name!r}")
+        return None
+    if format is None:
+        return None
+    try:
+        return FileSourceConfig(
+            type="file",
+            name=source_name or format,
+            paths=["-"],
+            format=format,
+            format_options=format_options,
+        )
+    except ValueError as exc:
+        raise NetdistillError(f"--format {format}: {_first_error(exc)}") from None
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        return "; ".join(str(e.get("msg", e)).removeprefix("Value error, ") for e in errors())
+    return str(exc)
+
+
+def _import_log_files(
+    files: list[Path], config: Any, store: Any, console: Console | None
+) -> dict[str, Any]:
+    from netdistill.sources.logs.listener import FileSource
+
+    source = FileSource(config)
+    _ensure_fields(store, source)
+    pipeline = Pipeline([source], store, gatherer="import")
+    quarantined = 0
+    done_bytes = 0
+    with _progress(console) as progress:
+        task = progress.add_task("importing", total=sum(p.stat().st_size for p in files))
+        for path in files:
+            progress.update(task, description=f"importing {path.name}")
+            for result, read in source.read_whole_file(path):
+                quarantined += len(result.quarantined)
+                pipeline.handle(source, result)
+                progress.update(task, completed=done_bytes + read)
+            done_bytes += path.stat().st_size
+        result = source.flush()
+        pipeline.handle(source, result)
+    counters = source.counters
+    return {
+        "files": len(files),
+        "lines": counters.datagrams,
+        "datagrams": counters.datagrams,
+        "records": pipeline.committed_records,
+        "quarantined": quarantined,
+        "dropped": dict(counters.dropped),
+        "sequence_lost": {},
+    }
+
+
+def _ensure_fields(store: Any, source: Any) -> None:
+    """Add the fields the format fills to ``records`` (store file or running manager)."""
+    from netdistill.errors import NetdistillError
+    from netdistill.store import ensure_fields
+
+    if not callable(store.fields):
+        ensure_fields(store, source.fields, source=source.name)
+        return
+    known = {f["name"]: f["type"] for f in store.fields()}
+    for spec in source.fields:
+        if spec.name not in known:
+            store.add_field(spec.name, spec.type, spec.description)
+        elif known[spec.name] != spec.type:
+            raise NetdistillError(
+                f"source {source.name!r} produces field {spec.name!r} as {spec.type}, but "
+                f"records has it as {known[spec.name]}"
+            )

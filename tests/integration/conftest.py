@@ -8,52 +8,23 @@ session.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import peers
-from traffic import GroundTruth, build_traffic_pcap
+import pytest
+from peers import require
+from traffic import Export, GroundTruth, build_traffic_pcap
 
 #: softflowd's ``-v`` argument per export format
 VERSIONS = {"v5": 5, "v9": 9, "ipfix": 10}
-
-
-def require(*binaries: str) -> None:
-    reason = peers.missing(*binaries)
-    if reason:
-        # On CI the bootstrap installs every peer: a missing one is a failure there,
-        # never a silent skip. On a developer's machine, skip with the reason.
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (scripts/bootstrap.sh should have installed it)")
-        pytest.skip(reason)
 
 
 @dataclass(frozen=True)
 class Traffic:
     pcap: Path
     truth: GroundTruth
-
-
-@dataclass(frozen=True)
-class Export:
-    """What softflowd sent for one format: the datagrams in order, and the truth."""
-
-    format: str
-    version: int
-    datagrams: list[peers.Caught]
-    truth: GroundTruth
-    workdir: Path
-
-    @property
-    def ipv6(self) -> bool:
-        return self.version != 5  # NetFlow v5 cannot carry IPv6 flows
 
 
 @pytest.fixture(scope="session")

@@ -54,6 +54,18 @@ def missing(*binaries: str) -> str | None:
     return None
 
 
+def require(*binaries: str) -> None:
+    """Skip a test whose peer program is not installed, with the reason; on CI (where the
+    bootstrap installs every peer) a missing one fails the run instead of skipping."""
+    import pytest
+
+    reason = missing(*binaries)
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (scripts/bootstrap.sh should have installed it)")
+        pytest.skip(reason)
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((LOOPBACK, 0))

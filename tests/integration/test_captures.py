@@ -23,7 +23,7 @@ from pathlib import Path
 
 import peers
 import pytest
-from conftest import require
+from peers import require
 
 pytestmark = pytest.mark.integration
 

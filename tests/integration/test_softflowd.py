@@ -40,9 +40,8 @@ from pathlib import Path
 
 import peers
 import pytest
-from conftest import Export, require
-from peers import Totals
-from traffic import FlowKey
+from peers import Totals, require
+from traffic import Export, FlowKey
 
 pytestmark = pytest.mark.integration
 

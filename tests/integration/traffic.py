@@ -18,9 +18,15 @@ from __future__ import annotations
 import ipaddress
 import random
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+from peers import Caught
+
+from netdistill.sources.netflow.encode import V5Exporter, encode_v5
 
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_IPV6 = 0x86DD
@@ -243,3 +249,57 @@ def build_traffic_pcap(
             out.write(struct.pack("<IIII", sec, usec, len(frame), len(frame)))
             out.write(frame)
     return GroundTruth(flows, packets[0][0], packets[-1][0])
+
+
+def keyed_v5_flows(first: int, n: int) -> tuple[list[bytes], int]:
+    """NetFlow v5 datagrams for flows ``first .. first+n-1``, each with its own
+    (src_ip, src_port) key so a duplicate or a loss shows, and the sum of their bytes."""
+    index = np.arange(first, first + n, dtype=np.int64)
+    now = int(time.time() * 1000)
+    columns = {
+        "start_time": np.full(n, now - 5000),
+        "end_time": np.full(n, now - 1000),
+        "src_ip": (0x0A000000 + index // 1000).astype(np.uint32),
+        "dst_ip": np.full(n, 0xC0000201, dtype=np.uint32),
+        "src_port": (index % 1000 + 1024).astype(np.uint16),
+        "dst_port": np.full(n, 443, dtype=np.uint16),
+        "protocol": np.full(n, 6, dtype=np.uint8),
+        "bytes": (1000 + index % 977).astype(np.uint32),
+        "packets": np.full(n, 3, dtype=np.uint32),
+    }
+    return encode_v5(columns, V5Exporter()), int(columns["bytes"].sum())
+
+
+@dataclass(frozen=True)
+class Export:
+    """What softflowd sent for one format: the datagrams in order, and the truth."""
+
+    format: str
+    version: int
+    datagrams: list[Caught]
+    truth: GroundTruth
+    workdir: Path
+
+    @property
+    def ipv6(self) -> bool:
+        return self.version != 5  # NetFlow v5 cannot carry IPv6 flows
+
+
+def keyed_totals(data_dir: Path) -> dict[str, int]:
+    """What the running manager of ``data_dir`` stored of a keyed stream: flows, bytes
+    and distinct (src_ip, src_port) keys (fewer keys than flows = a duplicate)."""
+    from netdistill.manager.client import ManagerClient
+    from netdistill.manager.discovery import read_manager_info
+
+    info = read_manager_info(data_dir)
+    if info is None:
+        raise AssertionError(f"no manager is running on {data_dir}")
+    client = ManagerClient(info)
+    try:
+        row = client.query(
+            "select count(*) as flows, coalesce(sum(bytes), 0) as bytes, "
+            "count(distinct (src_ip, src_port)) as keys from records"
+        ).to_pylist()[0]
+    finally:
+        client.close()
+    return {k: int(v) for k, v in row.items()}

@@ -11,7 +11,12 @@ from netdistill.scheme import Scheme, demo_scheme_path, load_scheme, parse_schem
 def test_defaults_and_demo_validate():
     assert Scheme().manager.retention_days == 90
     scheme = load_scheme(demo_scheme_path())
-    assert [s.name for s in scheme.sources] == ["demo-netflow"]
+    assert [(s.name, s.type) for s in scheme.sources] == [
+        ("demo-netflow", "netflow"),
+        ("demo-radius", "radius"),
+        ("demo-firewall", "syslog"),
+        ("demo-proxy", "file"),
+    ]
     assert [e.protocol for e in scheme.demo.exporters] == ["v9", "ipfix"]
 
 
@@ -38,8 +43,8 @@ def test_every_problem_has_file_line_column_value_and_expectation():
         "bad.yaml:4:3: manager.retension_days: unknown key (not a setting of this section; "
         "check its spelling) (found 3)",
         "bad.yaml:8:13: sources.0.listen: 'bogus:x': 'bogus' is not an IP address",
-        "bad.yaml:10:11: sources.1.type: Input tag 'sflow' found using 'type' does not match "
-        "any of the expected tags: 'netflow' (found 'sflow')",
+        "bad.yaml:10:11: sources.1.type: unknown type (known: 'netflow', 'file', 'radius', "
+        "'syslog', 'lines') (found 'sflow')",
     ]
 
 

@@ -54,9 +54,14 @@ class Pipeline:
         gatherer: str = "local",
         interval_s: float = 0.5,
         max_datagrams: int = 20_000,
+        process: Callable[[str, pa.Table], pa.Table] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sources = list(sources)
+        #: what the flow plan does to a source's records before they are committed
+        #: (filters, enhancements): ``process(source_name, records) -> records``; it must
+        #: be pure, because a batch whose commit failed is processed again on retry
+        self.process = process
         self.sink = sink
         self.gatherer = gatherer
         self.interval_s = interval_s
@@ -77,12 +82,15 @@ class Pipeline:
     def handle(self, source: PolledSource, result: DecodeResult) -> int:
         """Commit one decode result of ``source``; returns the records committed.
 
-        Records first, then the quarantine; each part is cleared from ``result`` once it
-        is committed, so a ``result`` whose commit raised can be handed in again and
-        nothing is committed twice."""
+        Records first, then the quarantine, then the result's ``after_commit`` callbacks
+        (answers to devices, file offsets); each part is cleared from ``result`` once it
+        is done, so a ``result`` whose commit raised can be handed in again and nothing
+        is committed or answered twice."""
         n = 0
         if result.records.num_rows:
             records = with_constant(result.records, "gatherer", self.gatherer)
+            if self.process is not None:
+                records = self.process(source.name, records)
             sequence = self._sequences[source.name] + 1
             n = self.sink.commit(records, origin=self._origin(source), sequence=sequence)
             self._sequences[source.name] = sequence
@@ -92,6 +100,8 @@ class Pipeline:
         if result.quarantined:
             self.sink.commit_quarantine(result.quarantined)
             result.quarantined = []
+        while result.after_commit:
+            result.after_commit.pop(0)()
         return n
 
     def step(self) -> int:
@@ -155,4 +165,5 @@ class Pipeline:
             "errors": self.errors,
             "last_error": self.last_error,
             "sources": [s.status() for s in self.sources],
+            "lookups": getattr(self.process, "status", list)(),  # an enhancer's lookups
         }

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
@@ -78,8 +78,17 @@ def quarantine_from_table(table: pa.Table) -> list[Quarantined]:
     return [Quarantined(**row) for row in table.to_pylist()]
 
 
-def create_app(store: Store, *, token: str, status: Callable[[], dict[str, Any]]) -> FastAPI:
+def create_app(
+    store: Store,
+    *,
+    token: str,
+    status: Callable[[], dict[str, Any]],
+    routers: Sequence[APIRouter] = (),
+    guarded: Sequence[APIRouter] = (),
+) -> FastAPI:
     app = FastAPI(title="netdistill manager", version=__version__)
+    for router in routers:  # parts with their own auth (gatherer delivery, plan)
+        app.include_router(router)
 
     def authorized(request: Request) -> None:
         given = request.headers.get("authorization", "")
@@ -91,6 +100,8 @@ def create_app(store: Store, *, token: str, status: Callable[[], dict[str, Any]]
         return JSONResponse(status_code=400, content={"error": str(exc)})
 
     guard = [Depends(authorized)]
+    for router in guarded:  # parts behind the manager's token (windows, monitor)
+        app.include_router(router, dependencies=guard)
 
     @app.get("/api/status", dependencies=guard)
     def get_status() -> dict[str, Any]:
@@ -109,6 +120,29 @@ def create_app(store: Store, *, token: str, status: Callable[[], dict[str, Any]]
     async def post_quarantine(request: Request) -> dict[str, int]:
         items = quarantine_from_table(ipc_to_table(await request.body()))
         return {"rows": store.commit_quarantine(items)}
+
+    @app.get("/api/quarantine", dependencies=guard)
+    def get_quarantine(source: str | None = None, limit: int = 100) -> dict[str, Any]:
+        """Input set aside: counts per source and reason, and the newest items with their
+        place (``file:line``, ``peer``, byte offset) and the first bytes of the input."""
+        where = "WHERE source = $source" if source is not None else ""
+        params: dict[str, object] = {"source": source} if source is not None else {}
+        counts = store.query(
+            f"SELECT source, reason, count(*) AS n FROM quarantine {where} "
+            "GROUP BY ALL ORDER BY source, reason",
+            params,
+        ).to_pylist()
+        items = store.query(
+            'SELECT received_at, source, exporter, reason, detail, location, "offset", '
+            f"octet_length(payload) AS payload_bytes, payload FROM quarantine {where} "
+            f"ORDER BY received_at DESC LIMIT {max(0, min(int(limit), 10_000))}",
+            params,
+        ).to_pylist()
+        for item in items:
+            payload = item.pop("payload") or b""
+            item["received_at"] = item["received_at"].isoformat().replace("+00:00", "Z")
+            item["payload_preview"] = payload[:200].decode("utf-8", "backslashreplace")
+        return {"counts": counts, "items": items}
 
     @app.get("/api/commit/last", dependencies=guard)
     def get_last(origin: str) -> dict[str, int]:

@@ -19,7 +19,7 @@ from netdistill.manager.api import (
     quarantine_to_table,
     table_to_ipc,
 )
-from netdistill.manager.discovery import ManagerInfo
+from netdistill.manager.discovery import ManagerInfo, client_verify
 from netdistill.sources.base import Quarantined
 
 
@@ -29,6 +29,7 @@ class ManagerClient:
             base_url=info.api,
             headers={"authorization": f"Bearer {info.token}"},
             timeout=timeout_s,
+            verify=client_verify(info),
         )
 
     def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:

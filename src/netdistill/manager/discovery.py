@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,19 @@ class ManagerInfo:
     pid: int
     api: str
     token: str
+    #: the certificate an HTTPS manager serves: local clients trust exactly it
+    ca: str | None = None
+
+
+def client_verify(info: ManagerInfo) -> ssl.SSLContext | bool:
+    """How a local client checks the manager's certificate: against the manager's own
+    certificate (pinned; it may be self-signed or issued by a private CA), else the
+    system's trust store."""
+    if not info.ca:
+        return True
+    context = ssl.create_default_context(cafile=info.ca)
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # the leaf itself is the anchor
+    return context
 
 
 def write_manager_info(data_dir: Path, info: ManagerInfo) -> Path:
@@ -29,7 +43,7 @@ def write_manager_info(data_dir: Path, info: ManagerInfo) -> Path:
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        json.dump({"pid": info.pid, "api": info.api, "token": info.token}, handle)
+        json.dump({"pid": info.pid, "api": info.api, "token": info.token, "ca": info.ca}, handle)
     os.replace(tmp, path)
     return path
 
@@ -45,7 +59,8 @@ def read_manager_info(data_dir: Path, *, check_alive: bool = True) -> ManagerInf
     path = data_dir / FILE_NAME
     try:
         raw = json.loads(path.read_text())
-        info = ManagerInfo(int(raw["pid"]), str(raw["api"]), str(raw["token"]))
+        ca = raw.get("ca")
+        info = ManagerInfo(int(raw["pid"]), str(raw["api"]), str(raw["token"]), ca and str(ca))
     except (OSError, ValueError, KeyError):
         return None
     if not check_alive:
@@ -61,6 +76,7 @@ def read_manager_info(data_dir: Path, *, check_alive: bool = True) -> ManagerInf
             f"{info.api}/api/status",
             headers={"authorization": f"Bearer {info.token}"},
             timeout=5.0,
+            verify=client_verify(info),
         )
     except httpx.HTTPError:
         return None

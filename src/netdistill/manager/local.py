@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from netdistill.enhance.api import local_procedures_router
+from netdistill.enhance.plan import build_enhancer
 from netdistill.gatherer.pipeline import Pipeline
 from netdistill.manager.main import Manager
 from netdistill.scheme.models import Scheme
 from netdistill.sources.registry import source_class
+from netdistill.store import ensure_fields
 from netdistill.store.duckdb import DuckDBStore
 
 log = logging.getLogger(__name__)
@@ -40,35 +43,76 @@ class LocalSystem:
         config = self.scheme.manager
         sources = [
             source_class(s.type)(
-                s, state_dir=self.data_dir / "templates", queue_limit=config.queue_datagrams
+                self._resolved(s),
+                state_dir=self.data_dir / "state",
+                queue_limit=config.queue_datagrams,
             )
             for s in self.scheme.sources
         ]
+        for source in sources:
+            ensure_fields(self.store, source.fields, source=source.name)
         self.pipeline = Pipeline(
             sources,
             self.store,
             gatherer="local",
             interval_s=config.commit_interval_s,
             max_datagrams=config.max_batch_datagrams,
+            process=build_enhancer(self.scheme, self.store),
         )
         self.manager = Manager(
             self.store, config, data_dir=self.data_dir, status=self.pipeline.status
+        )
+        self.manager.routers.append(
+            local_procedures_router(self.scheme, self.store, self.pipeline, self.manager.token)
         )
         try:
             self.pipeline.start()
             self.manager.start()
             if self.demo and self.scheme.demo is not None:
-                self._start_demo(sources[0].bound[0])
+                self._start_demo(sources)
         except BaseException:
             self.stop()
             raise
 
-    def _start_demo(self, target: tuple[str, int]) -> None:
+    def _resolved(self, config: Any) -> Any:
+        """A file source's relative paths are relative to the data directory."""
+        if config.type != "file":
+            return config
+        paths = [p if Path(p).is_absolute() else str(self.data_dir / p) for p in config.paths]
+        return config.model_copy(update={"paths": paths})
+
+    def _start_demo(self, sources: list[Any]) -> None:
+        from netdistill.demo_devices import DemoFirewall, DemoNas, DemoProxy, demo_hosts
+
+        demo = self.scheme.demo
+        assert demo is not None
+        first: dict[str, Any] = {}
+        for source in sources:
+            first.setdefault(source.config.type, source)
+        if "netflow" in first:
+            self._start_routers(first["netflow"].bound[0])
+        hosts = demo_hosts([spec.seed for spec in demo.exporters] or [1])
+        devices: list[Any] = []
+        if demo.nas and "radius" in first:
+            devices.append(DemoNas(_loopback(first["radius"].bound[0]), demo.radius_secret, hosts))
+        udp = (
+            [(h, p) for kind, h, p in first["syslog"].bound if kind == "udp"]
+            if "syslog" in first
+            else []
+        )
+        if demo.firewall and udp:
+            devices.append(DemoFirewall(_loopback(udp[0]), hosts))
+        files = first.get("file")
+        if demo.proxy and files is not None and files.config.format == "squid":
+            devices.append(DemoProxy(Path(files.config.paths[0]), hosts))
+        for device in devices:
+            device.start()
+            self.exporters.append(device)
+
+    def _start_routers(self, target: tuple[str, int]) -> None:
         from netdistill.demo import DemoExporter
 
-        host, port = target
-        if host in ("0.0.0.0", "::"):
-            host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+        host, port = _loopback(target)
         assert self.scheme.demo is not None
         for index, spec in enumerate(self.scheme.demo.exporters):
             exporter = DemoExporter(
@@ -107,7 +151,8 @@ class LocalSystem:
         for source in sources:  # type: ignore[attr-defined]
             datagrams += source["datagrams"]
             for reason, n in source["dropped"].items():
-                dropped[reason] = dropped.get(reason, 0) + n
+                if n:
+                    dropped[reason] = dropped.get(reason, 0) + n
         return {
             "records": status["committed_records"],
             "datagrams": datagrams,
@@ -115,3 +160,11 @@ class LocalSystem:
             "errors": status["errors"],
             "time": time.time(),
         }
+
+
+def _loopback(bound: tuple[str, int]) -> tuple[str, int]:
+    """Where a demo device sends to reach a socket bound to ``bound``."""
+    host, port = bound
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    return host, port

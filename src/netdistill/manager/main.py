@@ -12,11 +12,12 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from fastapi import APIRouter
 
 from netdistill import __version__
 from netdistill.manager.api import create_app
@@ -25,6 +26,9 @@ from netdistill.manager.discovery import (
     remove_manager_info,
     write_manager_info,
 )
+from netdistill.manager.jobs import Every
+from netdistill.manager.monitor import Monitor
+from netdistill.manager.windows import WindowJob
 from netdistill.scheme.models import ManagerConfig
 from netdistill.store import Store
 
@@ -40,8 +44,7 @@ class AgingJob:
         self.interval_s = interval_s
         self.deleted = 0
         self.last_run: float | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="aging", daemon=True)
+        self._job = Every(interval_s, self.run_once, name="aging")
 
     def run_once(self) -> int:
         deleted = self.store.age(self.retention_s)
@@ -53,20 +56,11 @@ class AgingJob:
             )
         return deleted
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("aging failed; will try again")
-
     def start(self) -> None:
-        self._thread.start()
+        self._job.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        self._job.stop()
 
 
 class Manager:
@@ -79,7 +73,9 @@ class Manager:
         *,
         data_dir: Path,
         status: Callable[[], dict[str, Any]] | None = None,
+        routers: Sequence[APIRouter] = (),
     ) -> None:
+        self.routers = list(routers)
         self.store = store
         self.config = config
         self.data_dir = data_dir
@@ -89,6 +85,8 @@ class Manager:
         self.aging = AgingJob(
             store, retention_s=config.retention_days * 86400, interval_s=config.aging_interval_s
         )
+        self.windows = WindowJob(store, config.windows)
+        self.monitor = Monitor(store, config.monitor, status_fn=self.status, admin_token=self.token)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.api_url = ""
@@ -104,11 +102,18 @@ class Manager:
                 "deleted": self.aging.deleted,
                 "last_run": self.aging.last_run,
             },
+            "windows": self.windows.status(),
             **self._extra_status(),
         }
 
     def start(self) -> None:
-        app = create_app(self.store, token=self.token, status=self.status)
+        app = create_app(
+            self.store,
+            token=self.token,
+            status=self.status,
+            routers=[*self.routers, self.monitor.heartbeat_router()],
+            guarded=[self.monitor.router(), self.windows.router()],
+        )
         family = socket.AF_INET6 if ":" in self.config.api_host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -124,8 +129,16 @@ class Manager:
         sock.listen(128)
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
-        self.api_url = f"http://{shown}:{port}"
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        tls = self.config.tls
+        self.api_url = f"{'https' if tls else 'http'}://{shown}:{port}"
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            ssl_certfile=tls.cert if tls else None,
+            ssl_keyfile=tls.key if tls else None,
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="api", daemon=True
@@ -134,13 +147,20 @@ class Manager:
         deadline = time.time() + 10
         while not self._server.started and time.time() < deadline:
             time.sleep(0.01)
-        write_manager_info(self.data_dir, ManagerInfo(os.getpid(), self.api_url, self.token))
+        write_manager_info(
+            self.data_dir,
+            ManagerInfo(os.getpid(), self.api_url, self.token, ca=tls.cert if tls else None),
+        )
         self.aging.run_once()
         self.aging.start()
+        self.windows.start()
+        self.monitor.start()
 
     def stop(self) -> None:
         remove_manager_info(self.data_dir, os.getpid())
         self.aging.stop()
+        self.windows.stop()
+        self.monitor.stop()
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:

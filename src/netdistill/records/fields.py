@@ -138,6 +138,9 @@ class FieldRegistry:
         except KeyError:
             raise FieldError(f"unknown field {name!r}") from None
 
+    def get(self, name: str) -> Field | None:
+        return self._by_name.get(name)
+
     def by_id(self, field_id: int) -> Field:
         for f in self._by_name.values():
             if f.id == field_id:

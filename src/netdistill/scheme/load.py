@@ -48,13 +48,16 @@ def _locate(positions: dict[tuple[Any, ...], Position], loc: tuple[Any, ...]) ->
 
 
 def _without_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Drop the discriminator tags pydantic puts in locations (``sources.0.netflow.x``)."""
+    """Drop the discriminator tags pydantic puts in locations (``sources.0.netflow.x``,
+    ``lookups.1.prefix.values``)."""
+    from netdistill.lookups.registry import LOOKUP_TYPES
     from netdistill.sources.registry import SOURCE_TYPES
 
+    tags = {"sources": SOURCE_TYPES, "lookups": LOOKUP_TYPES}
     out: list[Any] = []
     for index, part in enumerate(loc):
-        after_list_index = index > 0 and isinstance(loc[index - 1], int)
-        if after_list_index and part in SOURCE_TYPES:
+        after_list_index = index > 1 and isinstance(loc[index - 1], int)
+        if after_list_index and part in tags.get(str(loc[index - 2]), ()):
             continue
         out.append(part)
     return tuple(out)
@@ -67,6 +70,9 @@ def _describe(error: Mapping[str, Any]) -> str:
         return "unknown key (not a setting of this section; check its spelling)"
     if kind == "missing":
         return "required key is missing"
+    if kind == "union_tag_invalid":
+        expected = error.get("ctx", {}).get("expected_tags", "")
+        return f"unknown type (known: {expected})"
     return message.removeprefix("Value error, ")
 
 

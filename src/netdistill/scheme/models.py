@@ -6,11 +6,16 @@ its line number rather than a silently ignored setting.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
-from netdistill.sources.netflow.config import NetflowSourceConfig
+from netdistill.enhance.config import LookupsSection, ProceduresSection
+from netdistill.gatherer.config import GathererConfig, TlsConfig
+from netdistill.manager.monitor import MonitorConfig
+from netdistill.manager.windows import WindowsConfig
+from netdistill.sources.config import SourceConfigBase
+from netdistill.sources.registry import config_classes
 
 
 class Model(BaseModel):
@@ -31,6 +36,9 @@ class ManagerConfig(Model):
     queue_datagrams: PositiveInt = Field(
         500_000, description="bound of the queue between receive and decode; overflow is counted"
     )
+    windows: WindowsConfig = WindowsConfig()
+    monitor: MonitorConfig = MonitorConfig()
+    tls: TlsConfig | None = Field(None, description="serve the API over HTTPS")
 
 
 class StoreConfig(Model):
@@ -46,7 +54,9 @@ class DemoExporterConfig(Model):
 
 
 class DemoConfig(Model):
-    """Synthetic exporters on loopback, sending to the first NetFlow source."""
+    """Synthetic devices on loopback: routers sending to the first NetFlow source, and a
+    NAS, a firewall and a proxy for the first RADIUS, syslog and Squid-format file
+    sources, when the scheme has them (``netdistill.demo_devices``)."""
 
     exporters: list[DemoExporterConfig] = Field(
         default_factory=lambda: [
@@ -54,9 +64,21 @@ class DemoConfig(Model):
             DemoExporterConfig(protocol="ipfix", seed=2, observation_domain=2),
         ]
     )
+    nas: bool = Field(True, description="RADIUS accounting for every demo customer host")
+    radius_secret: str = "demo-secret"
+    firewall: bool = Field(True, description="netfilter LOG lines over syslog (UDP)")
+    proxy: bool = Field(True, description="a Squid access.log the demo proxy appends to")
 
 
-SourceConfig = Annotated[NetflowSourceConfig, Field(discriminator="type")]
+def _union(classes: list[Any]) -> Any:
+    """One config class stays itself; several become a union keyed by ``type``."""
+    return classes[0] if len(classes) == 1 else Union[tuple(classes)]  # noqa: UP007
+
+
+if TYPE_CHECKING:
+    SourceConfig = SourceConfigBase
+else:
+    SourceConfig = Annotated[_union(config_classes()), Field(discriminator="type")]
 
 
 class Scheme(Model):
@@ -66,7 +88,10 @@ class Scheme(Model):
     manager: ManagerConfig = ManagerConfig()
     store: StoreConfig = StoreConfig()
     sources: list[SourceConfig] = Field(default_factory=list)
+    gatherers: list[GathererConfig] = Field(default_factory=list)
     demo: DemoConfig | None = None
+    lookups: LookupsSection = Field(default_factory=list)
+    procedures: ProceduresSection = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_source_names(self) -> Scheme:

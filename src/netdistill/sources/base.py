@@ -7,6 +7,7 @@ around them build ``Datagram`` values and pass them in batches.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -39,7 +40,11 @@ class Quarantined:
     reason: str
     detail: str
     payload: bytes
+    #: byte offset of the problem inside ``payload`` (packets)
     offset: int | None = None
+    #: where the input came from, for people: ``/var/log/squid/access.log:1234`` for a
+    #: line of a file, ``192.0.2.7:514`` for a syslog peer
+    location: str = ""
 
 
 @dataclass(slots=True)
@@ -48,6 +53,21 @@ class DecodeResult:
 
     records: pa.Table
     quarantined: list[Quarantined] = field(default_factory=list)
+    #: called once, in order, after ``records`` and ``quarantined`` are durably accepted
+    #: by the sink (store or spool): e.g. RADIUS Accounting-Responses, tailer offsets
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """A field a source produces beyond the standard ones (``bytes_in``, ``mail_from`` …).
+
+    The manager adds it to ``records`` before the source starts when it is missing; a
+    field of that name with another type is a start-up error naming both."""
+
+    name: str
+    type: str
+    description: str = ""
 
 
 @dataclass(slots=True)

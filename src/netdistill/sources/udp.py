@@ -17,7 +17,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from netdistill.sources.base import QUEUE_FULL
 
@@ -46,6 +46,11 @@ def read_kernel_drops(inodes: set[int]) -> int:
     return total
 
 
+#: with ``answering``, a datagram's port slot is its socket's index times this plus the
+#: peer's port: what ``send_all`` needs to answer from the socket that received it
+REPLY_SLOT_STRIDE = 1 << 16
+
+
 class UdpReceiver:
     """Receives datagrams on one or more addresses into a bounded queue.
 
@@ -53,6 +58,11 @@ class UdpReceiver:
     socket; ``drain`` may be called from one other thread at a time; ``stop`` returns once
     every receive thread has ended. Nothing received before ``stop`` is lost: it stays in
     the queue for the last ``drain``.
+
+    Each item is (payload, peer address, receive time, port slot). The slot is the local
+    port, or, for a protocol that answers (``answering=True``, RADIUS), the reply slot
+    (``REPLY_SLOT_STRIDE``); then ``stop`` leaves the sockets open, so answers to what
+    was received can still go out once it is committed, until ``close``.
     """
 
     def __init__(
@@ -63,8 +73,10 @@ class UdpReceiver:
         queue_limit: int = 500_000,
         on_drop: Callable[[str, int], None] | None = None,
         clock: Callable[[], float] = time.time,
+        answering: bool = False,
     ) -> None:
         self.addresses = addresses
+        self.answering = answering
         self.receive_buffer_bytes = receive_buffer_bytes
         self.queue_limit = queue_limit
         self._on_drop = on_drop or (lambda reason, n: None)
@@ -127,7 +139,10 @@ class UdpReceiver:
         clock = self._clock
         limit = self.queue_limit
         stopping = self._stopping.is_set
-        port = sock.getsockname()[1]
+        # slot = base + peer port × keep_peer: the local port, or the reply slot
+        keep_peer = int(self.answering)
+        index = self._sockets.index(sock)
+        base = index * REPLY_SLOT_STRIDE if keep_peer else sock.getsockname()[1]
         recvfrom = sock.recvfrom
         while True:
             try:
@@ -142,7 +157,7 @@ class UdpReceiver:
                 self.queue_full_drops += 1
                 self._on_drop(QUEUE_FULL, 1)
                 continue
-            append((data, address[0], clock(), port))
+            append((data, address[0], clock(), base + keep_peer * address[1]))
 
     def drain(self, max_items: int) -> list[Received]:
         queue = self._queue
@@ -170,6 +185,25 @@ class UdpReceiver:
                 waker.close()
         for thread in self._threads:
             thread.join(timeout=2.0)
+        self._threads.clear()
+        if not self.answering:
+            self.close()
+
+    def close(self) -> None:
         for sock in self._sockets:
             sock.close()
-        self._threads.clear()
+
+    def send_all(self, answers: Iterable[tuple[str, int, bytes]]) -> int:
+        """Send (peer address, reply slot, payload) answers in one tight loop (only with
+        ``answering``); returns how many went out. A failed one is logged and skipped:
+        the peer retransmits and is answered again."""
+        sockets = self._sockets
+        stride = REPLY_SLOT_STRIDE
+        sent = 0
+        for host, slot, payload in answers:
+            try:
+                sockets[slot // stride].sendto(payload, (host, slot % stride))
+                sent += 1
+            except OSError as exc:
+                log.warning("cannot answer %s: %s", host, exc)
+        return sent

@@ -14,8 +14,9 @@ from typing import Protocol
 
 import pyarrow as pa
 
+from netdistill.errors import FieldError
 from netdistill.records.fields import FieldRegistry
-from netdistill.sources.base import Quarantined
+from netdistill.sources.base import FieldSpec, Quarantined
 
 
 class Store(Protocol):
@@ -51,10 +52,30 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def ensure_fields(store: Store, specs: Sequence[FieldSpec], *, source: str) -> list[str]:
+    """Add the fields ``source`` produces that ``records`` lacks; returns the names added.
+
+    A field that exists with another type is an error naming both types: the operator
+    altered or added it on purpose, and silently casting would lose data."""
+    added = []
+    for spec in specs:
+        field = store.fields.get(spec.name)
+        if field is None:
+            store.add_field(spec.name, spec.type, spec.description)
+            added.append(spec.name)
+        elif field.type != spec.type:
+            raise FieldError(
+                f"source {source!r} produces field {spec.name!r} as {spec.type}, but records "
+                f"has it as {field.type}; change it back with "
+                f"'netdistill fields alter {spec.name} {spec.type}' or rename the field"
+            )
+    return added
+
+
 def open_duckdb(path: Path, *, read_only: bool = False) -> Store:
     from netdistill.store.duckdb import DuckDBStore
 
     return DuckDBStore(path, read_only=read_only)
 
 
-__all__ = ["Store", "open_duckdb"]
+__all__ = ["Store", "ensure_fields", "open_duckdb"]

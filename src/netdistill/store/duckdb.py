@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS _commits (
 CREATE TABLE IF NOT EXISTS quarantine (
     received_at TIMESTAMPTZ, source VARCHAR, exporter VARCHAR, reason VARCHAR,
     detail VARCHAR, "offset" INTEGER, payload BLOB);
+ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS location VARCHAR;
 """
 
 
@@ -165,6 +166,21 @@ class DuckDBStore:
         if self.read_only:
             raise StoreError(f"{self.path} is open read-only")
 
+    def _stamped(self, batch: pa.Table, first_id: int, now: float) -> pa.Table:
+        """``batch``'s stored columns plus record_id (from ``first_id``) and ingested_at."""
+        n = batch.num_rows
+        columns = [c for c in batch.schema.names if c in self.fields and c not in MANAGER_FIELDS]
+        return (
+            batch.select(columns)
+            .append_column("record_id", pa.array(np.arange(first_id, first_id + n)))
+            .append_column(
+                "ingested_at",
+                pa.array(np.full(n, int(now * 1e6), dtype="datetime64[us]")).cast(
+                    pa.timestamp("us", tz="UTC")
+                ),
+            )
+        )
+
     def commit(self, batch: pa.Table, *, origin: str, sequence: int) -> int:
         with self._lock:
             self._writable()
@@ -208,6 +224,82 @@ class DuckDBStore:
             self._next_record_id += n
             return n
 
+    def commit_many(self, batches: Sequence[tuple[pa.Table, str, int]]) -> list[int]:
+        """Commit several ``(batch, origin, sequence)`` in **one** transaction.
+
+        Idempotent per (origin, sequence) like ``commit``: one query finds which were
+        committed before, the new batches are concatenated and inserted with one
+        ``INSERT … SELECT`` (one per distinct schema), all their ``_commits`` rows are
+        written, and the transaction commits once (one WAL flush instead of one per batch).
+        Returns the rows inserted per batch, in order: 0 for a batch committed before,
+        or given twice in this call. All or nothing: on an error nothing is committed."""
+        if not batches:
+            return []
+        with self._lock:
+            self._writable()
+            now = self._clock()
+            conn = self._conn
+            keys = pa.table(
+                {
+                    "origin": pa.array([b[1] for b in batches], pa.string()),
+                    "sequence": pa.array([b[2] for b in batches], pa.int64()),
+                }
+            )
+            conn.execute("BEGIN")
+            try:
+                conn.register("_keys", keys)
+                done = set(
+                    conn.execute(
+                        "SELECT origin, sequence FROM _commits JOIN _keys USING (origin, sequence)"
+                    ).fetchall()
+                )
+                conn.unregister("_keys")
+                counts: list[int] = []
+                fresh: list[tuple[str, int, int]] = []
+                groups: dict[tuple[tuple[str, str], ...], list[pa.Table]] = {}
+                record_id = self._next_record_id
+                for table, origin, sequence in batches:
+                    if (origin, sequence) in done:
+                        counts.append(0)
+                        continue
+                    done.add((origin, sequence))
+                    stamped = self._stamped(table, record_id, now)
+                    record_id += table.num_rows
+                    counts.append(table.num_rows)
+                    fresh.append((origin, sequence, table.num_rows))
+                    if table.num_rows:
+                        key = tuple((f.name, str(f.type)) for f in stamped.schema)
+                        groups.setdefault(key, []).append(stamped)
+                for key, tables in groups.items():
+                    conn.register("_batch", pa.concat_tables(tables))
+                    columns = ", ".join(f'"{name}"' for name, _ in key)
+                    conn.execute(f"INSERT INTO records ({columns}) SELECT {columns} FROM _batch")
+                    conn.unregister("_batch")
+                if fresh:
+                    origins, sequences, rows = zip(*fresh, strict=True)
+                    conn.register(
+                        "_new",
+                        pa.table(
+                            {
+                                "origin": pa.array(origins, pa.string()),
+                                "sequence": pa.array(sequences, pa.int64()),
+                                "rows": pa.array(rows, pa.int64()),
+                            }
+                        ),
+                    )
+                    conn.execute(
+                        "INSERT INTO _commits SELECT origin, sequence, rows, to_timestamp(?) "
+                        "FROM _new",
+                        (now,),
+                    )
+                    conn.unregister("_new")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self._next_record_id = record_id
+            return counts
+
     def last_sequence(self, origin: str) -> int:
         row = self._conn.execute(
             "SELECT max(sequence) FROM _commits WHERE origin = ?", (origin,)
@@ -220,9 +312,19 @@ class DuckDBStore:
         with self._lock:
             self._writable()
             self._conn.executemany(
-                "INSERT INTO quarantine VALUES (to_timestamp(?), ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO quarantine (received_at, source, exporter, reason, detail,"
+                ' "offset", payload, location) VALUES (to_timestamp(?), ?, ?, ?, ?, ?, ?, ?)',
                 [
-                    (q.received_at, q.source, q.exporter, q.reason, q.detail, q.offset, q.payload)
+                    (
+                        q.received_at,
+                        q.source,
+                        q.exporter,
+                        q.reason,
+                        q.detail,
+                        q.offset,
+                        q.payload,
+                        q.location,
+                    )
                     for q in items
                 ],
             )

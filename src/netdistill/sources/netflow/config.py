@@ -17,6 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
+from netdistill.sources.config import SourceConfigBase
 from netdistill.sources.listen import parse_listen_address
 
 
@@ -28,12 +29,8 @@ class ExporterConfig(BaseModel):
     )
 
 
-class NetflowSourceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class NetflowSourceConfig(SourceConfigBase):
     type: Literal["netflow"]
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-    gatherer: str = "local"
     listen: list[str] = Field(default_factory=lambda: ["0.0.0.0:2055"], min_length=1)
     receive_buffer_bytes: PositiveInt = 64 * 1024 * 1024
     default_sampling_rate: PositiveInt = 1

@@ -16,7 +16,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from netdistill.sources.base import UNKNOWN_EXPORTER, Datagram, DecodeResult, SourceCounters
+from netdistill.sources.base import (
+    UNKNOWN_EXPORTER,
+    Datagram,
+    DecodeResult,
+    FieldSpec,
+    SourceCounters,
+)
 from netdistill.sources.listen import parse_listen_address
 from netdistill.sources.netflow.config import NetflowSourceConfig
 from netdistill.sources.netflow.decode import NetflowDecoder
@@ -30,6 +36,9 @@ class NetflowSource:
 
     Lifecycle: ``start`` → repeated ``poll`` from one thread → ``stop`` → ``flush``.
     """
+
+    #: NetFlow fills standard fields only
+    fields: tuple[FieldSpec, ...] = ()
 
     def __init__(
         self,

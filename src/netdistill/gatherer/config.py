@@ -1,0 +1,95 @@
+"""Scheme models for remote gatherers: who may deliver, their spool, and the API's TLS.
+
+A scheme lists its gatherers with their credential and spool settings; the manager hands
+each gatherer its part of the flow plan (its sources, the field registry, its spool
+settings) at ``GET /api/plan``. Sample::
+
+    manager:
+      api_host: 0.0.0.0
+      api_port: 8443
+      tls: {cert: /etc/netdistill/manager.pem, key: /etc/netdistill/manager.key}
+    gatherers:
+      - name: pop-paris
+        token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+        spool: {max_bytes: 2000000000, policy: block}
+      - name: pop-lyon
+        token_file: lyon.token        # holds the token itself; relative to the scheme
+      - name: pop-old
+        token_sha256: 2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae
+        revoked: true
+    sources:
+      - {type: netflow, name: paris-nf, gatherer: pop-paris, listen: ["0.0.0.0:2055"]}
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SpoolConfig(_Model):
+    """The gatherer's durable spool (``gatherer/spool.py``)."""
+
+    max_bytes: PositiveInt = Field(1 << 30, description="bound of the spool on disk")
+    segment_bytes: PositiveInt = Field(16 << 20, description="size at which a segment rolls")
+    policy: Literal["block", "drop_oldest"] = Field(
+        "block",
+        description="at the bound: block (stop reading sources, their queues fill and count "
+        "drops) or drop_oldest (evict the oldest unacknowledged batches, counted)",
+    )
+    fsync: bool = Field(True, description="fsync every batch before it counts as received")
+
+
+class ForwardConfig(_Model):
+    """How a gatherer sends its spool to its managers."""
+
+    max_batches_per_request: PositiveInt = Field(32, description="when catching up")
+    max_request_bytes: PositiveInt = 64 << 20
+    backoff_initial_s: PositiveFloat = 0.2
+    backoff_max_s: PositiveFloat = 10.0
+    timeout_s: PositiveFloat = 60.0
+    plan_poll_s: PositiveFloat = Field(5.0, description="how often the plan version is checked")
+
+
+class GathererConfig(_Model):
+    """One gatherer allowed to deliver to this manager."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    token_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    token_file: str | None = Field(
+        None, description="file holding the token; relative to the scheme"
+    )
+    revoked: bool = False
+    spool: SpoolConfig = SpoolConfig()
+    forward: ForwardConfig = ForwardConfig()
+    commit_interval_s: PositiveFloat = 0.5
+    max_batch_datagrams: PositiveInt = 20_000
+    queue_datagrams: PositiveInt = 500_000
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> GathererConfig:
+        if (self.token_sha256 is None) == (self.token_file is None):
+            raise ValueError("give exactly one of token_sha256 and token_file")
+        return self
+
+    def expected_sha256(self, base_dir: Path) -> str:
+        """The hex SHA-256 of this gatherer's token (reading ``token_file`` if given)."""
+        if self.token_sha256 is not None:
+            return self.token_sha256
+        assert self.token_file is not None
+        token = (base_dir / self.token_file).read_text().strip()
+        return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TlsConfig(_Model):
+    """Serve the API over HTTPS; gatherers verify the certificate with ``--ca``."""
+
+    cert: str
+    key: str

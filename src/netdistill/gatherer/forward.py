@@ -1,0 +1,163 @@
+"""Acknowledged forwarding: the spool's batches to each manager, oldest first (seed 000).
+
+One ``Forwarder`` thread per destination reads the entries that destination has not
+acknowledged, sends them (several per request when it is behind) over HTTP/1.1 with a
+kept-alive httpx connection, and moves that destination's cursor only when the manager
+answered ``{"acked": seq}`` — which it does after its own durable commit. A spool entry
+is deleted when every destination's cursor has passed it. While a manager is down or
+refuses, the forwarder retries with exponential back-off (capped) and the gatherer
+keeps spooling; nothing is skipped, so it catches up in order when the manager returns.
+A resend after a lost answer is harmless: the manager's commit is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from netdistill.gatherer.config import ForwardConfig
+from netdistill.gatherer.spool import Spool
+from netdistill.gatherer.wire import pack_entries
+
+log = logging.getLogger(__name__)
+
+
+def destination_name(url: str) -> str:
+    """A file-name-safe name for a manager URL (the spool keeps one cursor per name)."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", url.split("://", 1)[-1]).strip("_")
+
+
+class Forwarder:
+    """Sends one destination's unacknowledged spool entries; owns its thread."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        url: str,
+        *,
+        gatherer: str,
+        token: str,
+        config: ForwardConfig = ForwardConfig(),
+        verify: ssl.SSLContext | bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.spool = spool
+        self.url = url.rstrip("/")
+        self.destination = destination_name(url)
+        self.gatherer = gatherer
+        self.config = config
+        self._clock = clock
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers={
+                "authorization": f"Bearer {token}",
+                "content-type": "application/vnd.netdistill.batches",
+            },
+            timeout=config.timeout_s,
+            verify=verify,
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name=f"forward-{self.destination}", daemon=True
+        )
+        self.sent_batches = 0
+        self.sent_records = 0
+        self.requests = 0
+        self.answered_requests = 0
+        self.failures = 0
+        self.last_error = ""
+        self.backoff_s = 0.0
+        self.connected = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self.spool.appended:
+            self.spool.appended.notify_all()
+        self._thread.join(timeout=self.config.timeout_s + 5)
+        self._http.close()
+
+    def send_once(self) -> int:
+        """Send the next unacknowledged entries; returns how many were acknowledged.
+        Raises on a transport error or a refusal."""
+        entries = self.spool.read(
+            self.spool_destination,
+            max_entries=self.config.max_batches_per_request,
+            max_bytes=self.config.max_request_bytes,
+        )
+        if not entries:
+            return 0
+        self.requests += 1
+        response = self._http.post(
+            "/api/ingest", params={"gatherer": self.gatherer}, content=pack_entries(entries)
+        )
+        try:
+            answer: dict[str, Any] = response.json()
+        except ValueError:
+            answer = {}
+        acked = int(answer.get("acked") or 0)
+        done = [e for e in entries if e.seq <= acked]
+        if done:
+            self.spool.ack(self.spool_destination, done[-1].seq)
+            self.sent_batches += len(done)
+            self.sent_records += sum(e.rows for e in done)
+        if response.status_code == 200:
+            self.answered_requests += 1
+        if response.status_code != 200:
+            detail = answer.get("error") or answer.get("detail") or response.text[:200]
+            raise RuntimeError(f"manager answered {response.status_code}: {detail}")
+        return len(done)
+
+    @property
+    def spool_destination(self) -> str:
+        return self.destination
+
+    def _loop(self) -> None:
+        backoff = self.config.backoff_initial_s
+        while not self._stop.is_set():
+            try:
+                n = self.send_once()
+            except Exception as exc:
+                self.failures += 1
+                self.connected = False
+                message = f"{type(exc).__name__}: {exc}"
+                if message != self.last_error:
+                    log.warning("forwarding to %s failed (retrying): %s", self.url, message)
+                self.last_error = message
+                self.backoff_s = backoff
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.config.backoff_max_s)
+                continue
+            self.connected = True
+            self.backoff_s = 0.0
+            backoff = self.config.backoff_initial_s
+            if n == 0:
+                with self.spool.appended:
+                    if not self._stop.is_set():
+                        self.spool.appended.wait(0.1)
+
+    def status(self) -> dict[str, Any]:
+        batches, records = self.spool.pending(self.spool_destination)
+        return {
+            "url": self.url,
+            "connected": self.connected,
+            "acked_seq": self.spool.cursor(self.spool_destination),
+            "pending_batches": batches,
+            "pending_records": records,
+            "sent_batches": self.sent_batches,
+            "sent_records": self.sent_records,
+            "requests": self.requests,
+            "answered_requests": self.answered_requests,
+            "failures": self.failures,
+            "backoff_s": self.backoff_s,
+            "last_error": self.last_error,
+        }

@@ -1,0 +1,324 @@
+"""Wiring of the ``netdistill gatherer`` process: plan → sources → spool → forwarders.
+
+The gatherer fetches its part of the flow plan from a manager (``GET /api/plan``), keeps
+the last one in ``<data-dir>/plan.json`` (so it starts and collects while every manager
+is down), and polls for a new version. Each source runs in its own ``Pipeline`` whose
+sink is the spool, so a changed plan stops only the sources that changed: a stopped
+pipeline drains what its source received into the spool first, then the new source
+starts; nothing is lost or doubled. One ``Forwarder`` per manager sends the spool on.
+Every second the status is written to ``<data-dir>/gatherer-status.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import ssl
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow as pa
+from pydantic import TypeAdapter
+
+from netdistill import __version__
+from netdistill.gatherer.config import ForwardConfig, SpoolConfig
+from netdistill.gatherer.forward import Forwarder, destination_name
+from netdistill.gatherer.pipeline import Pipeline
+from netdistill.gatherer.spool import QUARANTINE, RECORDS, Spool, SpoolFull
+from netdistill.gatherer.wire import encode_table, to_ids
+from netdistill.manager.api import quarantine_to_table
+from netdistill.scheme.models import SourceConfig
+from netdistill.sources.base import Quarantined
+from netdistill.sources.registry import source_class
+
+log = logging.getLogger(__name__)
+
+
+class SpoolSink:
+    """The gatherer pipeline's sink: a batch is received once it is in the spool.
+
+    Records are renamed to field ids and encoded (Arrow IPC, zstd) here, once; the
+    forwarders send the spooled bytes as they are. With the ``block`` policy a full
+    spool makes ``commit`` wait up to ``wait_s`` and then raise ``SpoolFull``: the
+    pipeline keeps the batch and stops polling that source until there is room."""
+
+    def __init__(self, spool: Spool, gatherer: str, *, wait_s: float = 1.0) -> None:
+        self.spool = spool
+        self.gatherer = gatherer
+        self.ids: dict[str, int] = {}
+        self.unknown_columns: set[str] = set()
+        self.wait_s = wait_s
+
+    def _append(self, kind: int, origin: str, origin_seq: int, rows: int, payload: bytes) -> int:
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                return self.spool.append(kind, origin, origin_seq, rows, payload)
+            except SpoolFull:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+
+    def commit(self, batch: pa.Table, *, origin: str, sequence: int) -> int:
+        table, unknown = to_ids(batch, self.ids)
+        for name in set(unknown) - self.unknown_columns:
+            log.error("column %r is not in the manager's field registry: not sent", name)
+            self.unknown_columns.add(name)
+        self._append(RECORDS, origin, sequence, batch.num_rows, encode_table(table))
+        return batch.num_rows
+
+    def commit_quarantine(self, items: Sequence[Quarantined]) -> int:
+        if not items:
+            return 0
+        payload = encode_table(quarantine_to_table(items))
+        self._append(QUARANTINE, f"{self.gatherer}/{items[0].source}", 0, 0, payload)
+        return len(items)
+
+    def last_sequence(self, origin: str) -> int:
+        return self.spool.last_origin_seq(origin)
+
+
+class Gatherer:
+    """The gatherer process's parts; ``start``/``stop`` own every thread it starts."""
+
+    def __init__(
+        self,
+        name: str,
+        managers: Sequence[str],
+        *,
+        token: str,
+        data_dir: Path,
+        ca: str | None = None,
+    ) -> None:
+        self.name = name
+        self.managers = [m.rstrip("/") for m in managers]
+        self.token = token
+        self.data_dir = Path(data_dir)
+        self.verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca else True
+        self.plan: dict[str, Any] = {}
+        self.pipelines: dict[str, tuple[dict[str, Any], Pipeline]] = {}
+        self.forwarders: list[Forwarder] = []
+        self.plan_errors = 0
+        self.last_plan_error = ""
+        self.heartbeat: Any = None
+        self.started_at = time.time()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._source_adapter: TypeAdapter[Any] = TypeAdapter(SourceConfig)
+
+    # --- plan ------------------------------------------------------------------------------
+
+    def fetch_plan(self) -> dict[str, Any] | None:
+        for url in self.managers:
+            try:
+                response = httpx.get(
+                    f"{url}/api/plan",
+                    params={"gatherer": self.name},
+                    headers={"authorization": f"Bearer {self.token}"},
+                    verify=self.verify,
+                    timeout=10.0,
+                )
+            except httpx.HTTPError as exc:
+                self.last_plan_error = f"{url}: {type(exc).__name__}: {exc}"
+                continue
+            if response.status_code == 200:
+                plan: dict[str, Any] = response.json()
+                return plan
+            self.last_plan_error = f"{url}: {response.status_code} {response.text[:200]}"
+            if response.status_code in (401, 403):
+                log.error("manager %s refused this gatherer: %s", url, response.text[:200])
+        self.plan_errors += 1
+        return None
+
+    def _cached_plan(self) -> dict[str, Any] | None:
+        try:
+            plan: dict[str, Any] = json.loads((self.data_dir / "plan.json").read_text())
+            return plan
+        except (OSError, ValueError):
+            return None
+
+    def _save_plan(self, plan: dict[str, Any]) -> None:
+        tmp = self.data_dir / "plan.json.tmp"
+        tmp.write_text(json.dumps(plan))
+        os.replace(tmp, self.data_dir / "plan.json")
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self, *, wait_for_plan_s: float = 60.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        plan = self.fetch_plan() or self._cached_plan()
+        deadline = time.monotonic() + wait_for_plan_s
+        while plan is None and time.monotonic() < deadline and not self._stop.is_set():
+            time.sleep(0.5)
+            plan = self.fetch_plan()
+        if plan is None:
+            raise RuntimeError(f"no plan from any manager: {self.last_plan_error}")
+        settings = plan.get("settings") or {}
+        spool_config = SpoolConfig.model_validate(settings.get("spool") or {})
+        self.forward_config = ForwardConfig.model_validate(settings.get("forward") or {})
+        self.spool = Spool(
+            self.data_dir / "spool",
+            [destination_name(m) for m in self.managers],
+            max_bytes=spool_config.max_bytes,
+            segment_bytes=spool_config.segment_bytes,
+            policy=spool_config.policy,
+            fsync=spool_config.fsync,
+        )
+        self.sink = SpoolSink(self.spool, self.name)
+        for url in self.managers:
+            forwarder = Forwarder(
+                self.spool,
+                url,
+                gatherer=self.name,
+                token=self.token,
+                config=self.forward_config,
+                verify=self.verify,
+            )
+            forwarder.start()
+            self.forwarders.append(forwarder)
+        self.apply(plan)
+        for target, name in ((self._poll_plan, "plan"), (self._write_status, "status")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._start_heartbeat()
+
+    def _start_heartbeat(self) -> None:
+        try:
+            from netdistill.gatherer.heartbeat import HeartbeatSender
+        except ImportError:
+            return
+        self.heartbeat = HeartbeatSender(
+            self.managers, self.name, self.token, self.status, verify=self.verify
+        )
+        self.heartbeat.start()
+
+    def apply(self, plan: dict[str, Any]) -> None:
+        """Make the running sources those of ``plan``: stop (draining into the spool)
+        the ones removed or changed, start the new ones, leave the others running."""
+        with self._lock:
+            self.sink.ids = {f["name"]: int(f["id"]) for f in plan.get("fields", [])}
+            settings = plan.get("settings") or {}
+            wanted = {s["name"]: s for s in plan.get("sources", [])}
+            for name in list(self.pipelines):
+                config, pipeline = self.pipelines[name]
+                if wanted.get(name) != config:
+                    pipeline.stop()
+                    del self.pipelines[name]
+                    log.warning("source %s stopped (plan %s)", name, plan.get("version"))
+            for name, raw in wanted.items():
+                if name in self.pipelines:
+                    continue
+                config = self._source_adapter.validate_python(raw)
+                source = source_class(config.type)(
+                    config,
+                    state_dir=self.data_dir / "state",
+                    queue_limit=int(settings.get("queue_datagrams", 500_000)),
+                )
+                pipeline = Pipeline(
+                    [source],
+                    self.sink,
+                    gatherer=self.name,
+                    interval_s=float(settings.get("commit_interval_s", 0.5)),
+                    max_datagrams=int(settings.get("max_batch_datagrams", 20_000)),
+                )
+                pipeline.start()
+                self.pipelines[name] = (raw, pipeline)
+                log.warning("source %s started (plan %s)", name, plan.get("version"))
+            self.plan = plan
+            self._save_plan(plan)
+
+    def _poll_plan(self) -> None:
+        while not self._stop.wait(self.forward_config.plan_poll_s):
+            plan = self.fetch_plan()
+            if plan is not None and plan.get("version") != self.plan.get("version"):
+                try:
+                    self.apply(plan)
+                except Exception:
+                    log.exception("applying plan %s failed", plan.get("version"))
+
+    def _write_status(self) -> None:
+        path = self.data_dir / "gatherer-status.json"
+        while not self._stop.wait(1.0):
+            try:
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(self.status(), default=str))
+                os.replace(tmp, path)
+            except Exception:
+                log.exception("writing the status file failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        with self._lock:
+            for _, pipeline in self.pipelines.values():
+                pipeline.stop()
+        for thread in self._threads:
+            thread.join(timeout=15)
+        for forwarder in self.forwarders:
+            forwarder.stop()
+        if hasattr(self, "spool"):
+            (self.data_dir / "gatherer-status.json").write_text(json.dumps(self.status()))
+            self.spool.close()
+
+    # --- status ----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        pipelines = [p.status() for _, p in list(self.pipelines.values())]
+        spool = self.spool.status()
+        return {
+            "gatherer": self.name,
+            "version": __version__,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "plan_version": self.plan.get("version"),
+            "plan_errors": self.plan_errors,
+            "last_plan_error": self.last_plan_error,
+            "committed_records": sum(int(p["committed_records"]) for p in pipelines),  # type: ignore[call-overload]
+            "errors": sum(int(p["errors"]) for p in pipelines),  # type: ignore[call-overload]
+            "last_error": next((p["last_error"] for p in pipelines if p["last_error"]), ""),
+            "sources": [s for p in pipelines for s in p["sources"]],  # type: ignore[attr-defined]
+            "spool": {
+                **spool,
+                "depth_batches": max(
+                    (f["pending_batches"] for f in self._forwarder_status()), default=0
+                ),
+                "depth_bytes": spool["bytes"],
+                "dropped": {"spool_full": spool["dropped_records"]}
+                if spool["dropped_records"]
+                else {},
+            },
+            "alerts": ["spool full"] if spool["full"] else [],
+            "managers": self._forwarder_status(),
+        }
+
+    def _forwarder_status(self) -> list[dict[str, Any]]:
+        return [f.status() for f in self.forwarders]
+
+
+def serve_gatherer(gatherer: Gatherer) -> None:
+    """Run until SIGTERM/SIGINT; stopping drains every source into the spool."""
+    import signal
+    import sys
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    gatherer.start()
+    try:
+        print(
+            f"gatherer {gatherer.name}: plan {gatherer.plan.get('version')}, "
+            f"{len(gatherer.pipelines)} source(s), managers {', '.join(gatherer.managers)}",
+            file=sys.stderr,
+            flush=True,
+        )
+        while not stop.wait(1.0):
+            pass
+    finally:
+        gatherer.stop()

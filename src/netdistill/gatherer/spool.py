@@ -1,0 +1,443 @@
+"""The gatherer's durable spool: a batch counts as received once it is here (seed 000).
+
+Why segment files and not SQLite: a spool entry is an opaque, already-encoded Arrow IPC
+stream (written once, read once per destination, deleted in whole segments); an
+append-only log does that with one ``write`` + ``fsync`` per batch and no page
+rewrites, and deleting a segment frees its space at once (SQLite would need VACUUM).
+
+On-disk format (directory ``<data-dir>/spool``)::
+
+    spool.id               creation time in ms: the base of sequence numbers
+    <first_seq:020d>.seg   segments, append-only, rolled at ``segment_bytes``
+    cursor.<destination>   the highest sequence that destination acknowledged (text)
+
+    frame  = length:u32 | crc32(body):u32 | body                       (little endian)
+    body   = kind:u8 | seq:u64 | origin_seq:u64 | rows:u32 | origin_len:u16 | origin
+             | [appended_ms:u64 when kind & 0x80] | payload
+
+``kind`` is 1 for records and 2 for quarantine items; its bit 0x80 says an
+``appended_ms`` follows the origin: the wall-clock time of the append in ms, from which
+the status gives ``oldest_age_s`` (the age of the oldest entry some destination has not
+acknowledged; 0 when none). Every frame written now has it; a frame without it (written
+before it existed) is read as before, its time taken from its segment file's mtime.
+
+``seq`` is the spool's own sequence, increasing by one per entry and never reused: it starts at
+``creation_ms * 1_000_000``, so a spool deleted and made anew still numbers above the
+old one (the manager's commit is idempotent on (origin, seq) and would otherwise take a
+new batch for an old one). ``origin_seq`` is the pipeline's sequence of the batch, kept
+so that a commit retried after a failed ``fsync`` is not spooled twice.
+
+Invariants: (1) ``append`` returns only after the frame is written and fsynced; (2)
+every frame before the last one of the newest segment is complete, and opening the
+spool cuts a torn or corrupt tail of the newest segment (an append interrupted by a
+crash, which was never acknowledged to its caller); (3) a segment is deleted only when
+every destination's cursor is at or past its last entry, or when the ``drop_oldest``
+policy evicts it at the size bound, which is counted; (4) cursors only move forward.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+RECORDS = 1
+QUARANTINE = 2
+
+_FRAME = struct.Struct("<II")
+_HEAD = struct.Struct("<BQQIH")
+_TIME = struct.Struct("<Q")
+_TIMED = 0x80
+_SEGMENT_SUFFIX = ".seg"
+
+
+class SpoolFull(Exception):
+    """The spool is at its bound and the policy is ``block``: try again later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One spooled batch."""
+
+    seq: int
+    kind: int
+    origin: str
+    origin_seq: int
+    rows: int
+    payload: bytes
+
+
+@dataclass(slots=True)
+class _Index:
+    seq: int
+    kind: int
+    origin: str
+    origin_seq: int
+    rows: int
+    offset: int
+    length: int
+    appended_ms: int
+
+
+@dataclass(slots=True)
+class _Segment:
+    path: Path
+    first_seq: int
+    entries: list[_Index] = field(default_factory=list)
+    size: int = 0
+
+
+@dataclass(slots=True)
+class SpoolCounters:
+    appended_batches: int = 0
+    appended_records: int = 0
+    dropped_batches: int = 0
+    dropped_records: int = 0
+    blocked: int = 0
+    truncated_bytes: int = 0
+
+
+def _frame(entry: Entry, appended_ms: int) -> bytes:
+    origin = entry.origin.encode()
+    body = (
+        _HEAD.pack(entry.kind | _TIMED, entry.seq, entry.origin_seq, entry.rows, len(origin))
+        + origin
+        + _TIME.pack(appended_ms)
+        + entry.payload
+    )
+    return _FRAME.pack(len(body), zlib.crc32(body)) + body
+
+
+def _parse(body: bytes) -> tuple[int, int, int, int, str, int | None, int]:
+    """kind, seq, origin_seq, rows, origin, appended_ms (None in an old frame), and
+    where the payload starts."""
+    kind, seq, origin_seq, rows, origin_len = _HEAD.unpack_from(body)
+    start = _HEAD.size
+    origin = body[start : start + origin_len].decode()
+    start += origin_len
+    appended_ms = None
+    if kind & _TIMED:
+        (appended_ms,) = _TIME.unpack_from(body, start)
+        start += _TIME.size
+    return kind & ~_TIMED, seq, origin_seq, rows, origin, appended_ms, start
+
+
+class Spool:
+    """Append-only segment log with per-destination acknowledgement cursors.
+
+    Thread-safe: the pipeline appends from its thread while one forwarder thread per
+    destination reads and acknowledges. ``append`` returning means durably written.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        destinations: Sequence[str],
+        *,
+        max_bytes: int = 1 << 30,
+        segment_bytes: int = 16 << 20,
+        policy: str = "block",
+        fsync: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.destinations = list(destinations)
+        self.max_bytes = max_bytes
+        self.segment_bytes = segment_bytes
+        self.policy = policy
+        self.fsync = fsync
+        self._clock = clock
+        self.counters = SpoolCounters()
+        self.full = False
+        self._lock = threading.Lock()
+        self.appended = threading.Condition(self._lock)
+        self._segments: list[_Segment] = []
+        self._file: int | None = None
+        self._origins: dict[str, int] = {}
+        id_path = self.directory / "spool.id"
+        if not id_path.exists():
+            self._write_atomic(id_path, str(int(clock() * 1000)))
+        self._base = int(id_path.read_text().strip()) * 1_000_000
+        self._cursors = {d: self._read_cursor(d) for d in self.destinations}
+        self._open()
+
+    # --- opening -------------------------------------------------------------------------
+
+    def _write_atomic(self, path: Path, text: str) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, text.encode())
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+
+    def _read_cursor(self, destination: str) -> int:
+        try:
+            return int((self.directory / f"cursor.{destination}").read_text().strip())
+        except (OSError, ValueError):
+            return 0
+
+    def _open(self) -> None:
+        paths = sorted(self.directory.glob(f"*{_SEGMENT_SUFFIX}"))
+        for number, path in enumerate(paths):
+            segment = _Segment(path, int(path.stem))
+            self._scan(segment, last=number == len(paths) - 1)
+            self._segments.append(segment)
+        for segment in self._segments:
+            for entry in segment.entries:
+                self._origins[entry.origin] = max(
+                    self._origins.get(entry.origin, 0), entry.origin_seq
+                )
+        last = max(
+            [self._base, *self._cursors.values()]
+            + [s.entries[-1].seq for s in self._segments if s.entries]
+        )
+        self._next_seq = last + 1
+        # a destination that never acknowledged starts at the oldest entry kept
+        oldest = self._oldest_seq()
+        for destination, cursor in self._cursors.items():
+            if cursor < oldest - 1:
+                self._cursors[destination] = oldest - 1
+
+    def _scan(self, segment: _Segment, *, last: bool) -> None:
+        data = segment.path.read_bytes()
+        mtime_ms = int(segment.path.stat().st_mtime * 1000)
+        offset = 0
+        while offset + _FRAME.size <= len(data):
+            length, crc = _FRAME.unpack_from(data, offset)
+            body = data[offset + _FRAME.size : offset + _FRAME.size + length]
+            if len(body) < length or length < _HEAD.size or zlib.crc32(body) != crc:
+                break
+            kind, seq, origin_seq, rows, origin, appended_ms, _ = _parse(body)
+            at_ms = mtime_ms if appended_ms is None else appended_ms
+            index = _Index(seq, kind, origin, origin_seq, rows, offset, _FRAME.size + length, at_ms)
+            segment.entries.append(index)
+            offset += _FRAME.size + length
+        if offset < len(data):
+            cut = len(data) - offset
+            self.counters.truncated_bytes += cut
+            where = "torn tail" if last else "corrupt frame"
+            log.warning("spool %s: %s at offset %d, %d bytes cut", segment.path, where, offset, cut)
+            with open(segment.path, "r+b") as handle:
+                handle.truncate(offset)
+                os.fsync(handle.fileno())
+        segment.size = offset
+
+    def _oldest_seq(self) -> int:
+        for segment in self._segments:
+            if segment.entries:
+                return segment.entries[0].seq
+        return self._next_seq
+
+    # --- writing -------------------------------------------------------------------------
+
+    def last_origin_seq(self, origin: str) -> int:
+        with self._lock:
+            return self._origins.get(origin, 0)
+
+    def append(self, kind: int, origin: str, origin_seq: int, rows: int, payload: bytes) -> int:
+        """Write one batch durably; return its spool sequence (0: spooled before).
+
+        At the bound, ``block`` raises ``SpoolFull`` (the caller keeps the batch and
+        stops reading its source) and ``drop_oldest`` evicts the oldest segments."""
+        with self._lock:
+            if origin_seq and origin_seq <= self._origins.get(origin, 0):
+                return 0
+            seq = self._next_seq
+            now_ms = int(self._clock() * 1000)
+            frame = _frame(Entry(seq, kind, origin, origin_seq, rows, payload), now_ms)
+            if self._size() + len(frame) > self.max_bytes:
+                self._at_bound(len(frame))
+            segment = self._writable_segment(seq)
+            assert self._file is not None
+            os.write(self._file, frame)
+            if self.fsync:
+                os.fsync(self._file)
+            segment.entries.append(
+                _Index(seq, kind, origin, origin_seq, rows, segment.size, len(frame), now_ms)
+            )
+            segment.size += len(frame)
+            self._next_seq = seq + 1
+            if origin_seq:
+                self._origins[origin] = origin_seq
+            self.counters.appended_batches += 1
+            self.counters.appended_records += rows
+            self.appended.notify_all()
+            return seq
+
+    def _at_bound(self, needed: int) -> None:
+        if self.policy == "block":
+            if not self.full:
+                log.error(
+                    "spool full (%d bytes): not reading sources until it drains", self._size()
+                )
+            self.full = True
+            self.counters.blocked += 1
+            raise SpoolFull(f"spool at its bound of {self.max_bytes} bytes")
+        while self._segments and self._size() + needed > self.max_bytes:
+            victim = self._segments[0]
+            if victim is self._segments[-1]:
+                self._close_file()  # the only segment: evict it and start a new one
+            self._segments.pop(0)
+            self.counters.dropped_batches += len(victim.entries)
+            self.counters.dropped_records += sum(
+                e.rows for e in victim.entries if e.kind == RECORDS
+            )
+            victim.path.unlink(missing_ok=True)
+            if not self.full:
+                log.error("spool full: dropping its oldest batches (policy drop_oldest)")
+            self.full = True
+        oldest = self._oldest_seq()
+        for destination, cursor in self._cursors.items():
+            if cursor < oldest - 1:
+                self._cursors[destination] = oldest - 1
+
+    def _writable_segment(self, seq: int) -> _Segment:
+        current = self._segments[-1] if self._segments else None
+        if current is not None and current.size < self.segment_bytes:
+            if self._file is None:  # the newest segment, after start-up or an eviction
+                self._file = os.open(current.path, os.O_WRONLY | os.O_APPEND)
+            return current
+        self._close_file()
+        current = _Segment(self.directory / f"{seq:020d}{_SEGMENT_SUFFIX}", seq)
+        self._segments.append(current)
+        self._collect()  # the one it rolled from may have been acknowledged already
+        self._file = os.open(current.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if self.fsync:  # the new file's name must survive a crash too
+            dir_fd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        return current
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            os.close(self._file)
+            self._file = None
+
+    def _size(self) -> int:
+        return sum(s.size for s in self._segments)
+
+    # --- reading and acknowledging ---------------------------------------------------------
+
+    def read(
+        self, destination: str, *, max_entries: int = 1, max_bytes: int = 64 << 20
+    ) -> list[Entry]:
+        """The oldest entries ``destination`` has not acknowledged, in order."""
+        with self._lock:
+            after = self._cursors[destination]
+            wanted: list[tuple[Path, _Index]] = []
+            size = 0
+            for segment in self._segments:
+                if not segment.entries or segment.entries[-1].seq <= after:
+                    continue
+                for entry in segment.entries:
+                    if entry.seq <= after:
+                        continue
+                    if wanted and (len(wanted) >= max_entries or size + entry.length > max_bytes):
+                        break
+                    wanted.append((segment.path, entry))
+                    size += entry.length
+                if len(wanted) >= max_entries:
+                    break
+        out = []
+        for path, index in wanted:
+            try:
+                with open(path, "rb") as handle:
+                    handle.seek(index.offset + _FRAME.size)
+                    body = handle.read(index.length - _FRAME.size)
+            except FileNotFoundError:  # evicted by drop_oldest meanwhile
+                break
+            *_, start = _parse(body)
+            out.append(
+                Entry(
+                    index.seq, index.kind, index.origin, index.origin_seq, index.rows, body[start:]
+                )
+            )
+        return out
+
+    def ack(self, destination: str, seq: int) -> None:
+        """``destination`` durably committed every entry up to ``seq``."""
+        with self._lock:
+            if seq <= self._cursors[destination]:
+                return
+            self._cursors[destination] = seq
+            self._write_atomic(self.directory / f"cursor.{destination}", str(seq))
+            self._collect()
+            if self.full and self._size() < self.max_bytes * 0.9:
+                self.full = False
+                log.warning("spool below its bound again")
+
+    def _collect(self) -> None:
+        """Delete the segments every destination acknowledged, except the newest (it
+        carries the sequence across restarts). Called with the lock held."""
+        done = min(self._cursors.values(), default=self._next_seq)
+        while len(self._segments) > 1 and (
+            not self._segments[0].entries or self._segments[0].entries[-1].seq <= done
+        ):
+            self._segments.pop(0).path.unlink(missing_ok=True)
+
+    def cursor(self, destination: str) -> int:
+        with self._lock:
+            return self._cursors[destination]
+
+    def pending(self, destination: str) -> tuple[int, int]:
+        """(batches, records) not yet acknowledged by ``destination``."""
+        with self._lock:
+            after = self._cursors[destination]
+            batches = records = 0
+            for segment in self._segments:
+                for entry in segment.entries:
+                    if entry.seq > after:
+                        batches += 1
+                        records += entry.rows if entry.kind == RECORDS else 0
+            return batches, records
+
+    def oldest_age_s(self) -> float:
+        """Seconds since the oldest entry some destination has not acknowledged was
+        appended; 0.0 when every destination has acknowledged everything."""
+        with self._lock:
+            after = min(self._cursors.values(), default=self._next_seq)
+            for segment in self._segments:
+                for entry in segment.entries:
+                    if entry.seq > after:
+                        return max(0.0, round(self._clock() - entry.appended_ms / 1000, 3))
+            return 0.0
+
+    def status(self) -> dict[str, object]:
+        with self._lock:
+            size = self._size()
+        return {
+            "bytes": size,
+            "max_bytes": self.max_bytes,
+            "policy": self.policy,
+            "full": self.full,
+            "appended_batches": self.counters.appended_batches,
+            "appended_records": self.counters.appended_records,
+            "dropped_batches": self.counters.dropped_batches,
+            "dropped_records": self.counters.dropped_records,
+            "blocked": self.counters.blocked,
+            "truncated_bytes": self.counters.truncated_bytes,
+            "oldest_age_s": self.oldest_age_s(),
+            "destinations": {
+                d: dict(zip(("batches", "records"), self.pending(d), strict=True))
+                for d in self.destinations
+            },
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_file()

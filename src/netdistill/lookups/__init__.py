@@ -1,0 +1,1 @@
+"""Synchronous devices (the seeds' SISMs): lookups with typed functions, asked per batch."""

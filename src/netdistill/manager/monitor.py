@@ -1,0 +1,286 @@
+"""The manager's view of its gatherers: heartbeats, silence alerts, Prometheus metrics
+(SYSTEM.md §3, delivery step 6).
+
+Gatherers post heartbeats (``gatherer/heartbeat.py``) to ``POST /api/heartbeat``. The
+monitor keeps, per gatherer, the last heartbeat and when it arrived (the manager's
+clock, not the gatherer's), and serves them on ``GET /api/gatherers``. A gatherer is
+*silent* when nothing arrived for ``silence_intervals`` of its own heartbeat intervals;
+the monitor then raises one ``gatherer_silent`` alert — one open alert per gatherer for
+as long as it stays silent, never one per check — and clears it (``cleared_at``) when a
+heartbeat arrives again. Alerts live in the ``alerts`` table (so they survive a restart
+and ``netdistill query`` sees them), are logged, and are served by ``GET /api/alerts``.
+
+``GET /metrics`` is the Prometheus text format (prometheus-client, a registry of the
+monitor's own, filled at scrape time): per-gatherer up, last seen, uptime, spool depth
+and age, records, errors and drops by source and reason; the manager's own commits (from
+``_commits``); the local pipeline's sources (from the manager's status); open alerts and
+the last closed window. Every route needs the manager's bearer token, ``/metrics`` too
+(Prometheus: ``authorization: {credentials_file: …}``).
+
+Gatherers are known from their heartbeats only: after a manager restart, one that never
+comes back is not alerted on again, but its alert left open stays open.
+
+Scheme::
+
+    manager:
+      monitor: {silence_intervals: 3, check_interval_s: 1.0}
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+from netdistill.manager.jobs import Every
+from netdistill.manager.tables import execute
+from netdistill.store import Store
+
+log = logging.getLogger(__name__)
+
+SILENT = "gatherer_silent"
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id BIGINT PRIMARY KEY, raised_at TIMESTAMPTZ NOT NULL, kind VARCHAR NOT NULL,
+    subject VARCHAR NOT NULL, detail VARCHAR, cleared_at TIMESTAMPTZ)
+"""
+
+
+class MonitorConfig(BaseModel):
+    """``manager.monitor``: when a gatherer counts as silent."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    silence_intervals: PositiveInt = Field(
+        3, description="missed heartbeat intervals before a gatherer is alerted on"
+    )
+    check_interval_s: float = Field(1.0, gt=0, description="how often silence is checked")
+
+
+def ensure_tables(store: Store) -> None:
+    execute(store, _DDL)
+
+
+@dataclass
+class GathererState:
+    name: str
+    first_seen: float
+    last_seen: float
+    heartbeat: dict[str, Any]
+    address: str = ""
+    heartbeats: int = 0
+    silent: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def interval_s(self) -> float:
+        return float(self.heartbeat.get("interval_s") or 10.0)
+
+    def as_dict(self, now: float) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "up": not self.silent,
+            "address": self.address,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "seconds_since_last": round(now - self.last_seen, 3),
+            "heartbeats": self.heartbeats,
+            "last_heartbeat": self.heartbeat,
+        }
+
+
+class Monitor:
+    """Heartbeat state and silence alerts of one manager.
+
+    ``receive`` is called from API threads, ``check`` from the monitor thread (or a
+    test); both take the monitor's lock. ``status_fn`` is the manager's own status.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        config: MonitorConfig | None = None,
+        *,
+        status_fn: Callable[[], dict[str, Any]] = dict,
+        admin_token: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.admin_token = admin_token
+        #: checks a gatherer's own credential (``GathererAuth.check(request, name)``),
+        #: set by the process that knows the scheme's gatherers; raises HTTPException
+        self.gatherer_auth: Callable[[Any, str], None] | None = None
+        self.config = config or MonitorConfig()
+        self.status_fn = status_fn
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._gatherers: dict[str, GathererState] = {}
+        ensure_tables(store)
+        rows = store.query(
+            "SELECT id, subject FROM alerts WHERE kind = $kind AND cleared_at IS NULL",
+            {"kind": SILENT},
+        ).to_pylist()
+        self._open: dict[str, int] = {r["subject"]: r["id"] for r in rows}
+        last = store.query("SELECT max(id) AS m FROM alerts").to_pylist()[0]["m"]
+        self._next_id = (last or 0) + 1
+        self._job = Every(self.config.check_interval_s, self.check, name="silence check")
+
+    # --- heartbeats and alerts -------------------------------------------------------------
+
+    def receive(self, heartbeat: dict[str, Any], address: str = "") -> None:
+        name = str(heartbeat.get("gatherer") or "")
+        if not name:
+            raise ValueError("a heartbeat needs a 'gatherer' name")
+        now = self._clock()
+        with self._lock:
+            state = self._gatherers.get(name)
+            if state is None:
+                state = GathererState(name, now, now, heartbeat, address)
+                self._gatherers[name] = state
+                log.info("gatherer %s: first heartbeat from %s", name, address or "?")
+            silent_for = now - state.last_seen
+            state.last_seen, state.heartbeat, state.address = now, heartbeat, address
+            state.heartbeats += 1
+            state.silent = False
+            alert = self._open.pop(name, None)
+            if alert is not None:
+                execute(
+                    self.store,
+                    "UPDATE alerts SET cleared_at = to_timestamp(?) WHERE id = ?",
+                    (now, alert),
+                )
+                log.warning("gatherer %s is back after %.1f s of silence", name, silent_for)
+
+    def check(self) -> list[str]:
+        """Raise an alert for each gatherer that just fell silent; return their names."""
+        now = self._clock()
+        raised = []
+        with self._lock:
+            for state in self._gatherers.values():
+                limit = self.config.silence_intervals * state.interval_s
+                if now - state.last_seen <= limit:
+                    continue
+                state.silent = True
+                if state.name in self._open:
+                    continue
+                detail = (
+                    f"no heartbeat for {now - state.last_seen:.1f} s "
+                    f"({self.config.silence_intervals} intervals of {state.interval_s:g} s); "
+                    f"last from {state.address or '?'}"
+                )
+                execute(
+                    self.store,
+                    "INSERT INTO alerts VALUES (?, to_timestamp(?), ?, ?, ?, NULL)",
+                    (self._next_id, now, SILENT, state.name, detail),
+                )
+                self._open[state.name] = self._next_id
+                self._next_id += 1
+                raised.append(state.name)
+                log.warning("ALERT gatherer %s is silent: %s", state.name, detail)
+        return raised
+
+    def gatherers(self) -> list[dict[str, Any]]:
+        now = self._clock()
+        with self._lock:
+            return [s.as_dict(now) for s in sorted(self._gatherers.values(), key=lambda s: s.name)]
+
+    def alerts(self, *, open_only: bool = False) -> list[dict[str, Any]]:
+        where = "WHERE cleared_at IS NULL" if open_only else ""
+        table = self.store.query(
+            "SELECT id, epoch(raised_at) AS raised_at, kind, subject, detail,"
+            f" epoch(cleared_at) AS cleared_at FROM alerts {where} ORDER BY id"
+        )
+        return table.to_pylist()
+
+    def start(self) -> None:
+        self._job.start()
+
+    def stop(self) -> None:
+        self._job.stop()
+
+    # --- Prometheus ------------------------------------------------------------------------
+
+    def collect(self) -> Iterator[Any]:
+        """The metric families of one scrape (prometheus-client's collector protocol)."""
+        from netdistill.manager.metrics import families
+
+        now = self._clock()
+        with self._lock:
+            states = [
+                (s.name, s.silent, s.last_seen, s.heartbeat) for s in self._gatherers.values()
+            ]
+        commits = self.store.query(
+            "SELECT count(*) AS n, coalesce(sum(rows), 0)::BIGINT AS r FROM _commits"
+        ).to_pylist()[0]
+        yield from families(
+            now=now,
+            gatherers=states,
+            commits=commits,
+            status=self.status_fn(),
+            open_alerts=len(self._open),
+        )
+
+    def _authorize_heartbeat(self, request: Request, gatherer: str) -> None:
+        """The manager's own token, or the named gatherer's credential."""
+        import hmac
+
+        given = request.headers.get("authorization", "")
+        if self.admin_token and hmac.compare_digest(
+            given.encode(), f"Bearer {self.admin_token}".encode()
+        ):
+            return
+        if self.gatherer_auth is not None:
+            self.gatherer_auth(request, gatherer)
+            return
+        raise HTTPException(status_code=401, detail="missing or wrong bearer token")
+
+    def heartbeat_router(self) -> APIRouter:
+        """``POST /api/heartbeat[?gatherer=G]``: with its own check (see above), so a
+        gatherer needs only its own credential, not the manager's token."""
+        router = APIRouter()
+
+        @router.post("/api/heartbeat")
+        def post_heartbeat(
+            body: dict[str, Any], request: Request, gatherer: str | None = None
+        ) -> dict[str, Any]:
+            name = str(body.get("gatherer") or "")
+            if gatherer is not None and gatherer != name:
+                raise HTTPException(400, f"heartbeat of {name!r} posted as {gatherer!r}")
+            self._authorize_heartbeat(request, name)
+            try:
+                self.receive(body, request.client.host if request.client else "")
+            except ValueError as exc:
+                raise HTTPException(status_code=400, detail=str(exc)) from None
+            return {"ok": True, "received_at": self._clock()}
+
+        return router
+
+    def router(self) -> APIRouter:
+        """``GET /api/gatherers``, ``GET /api/alerts``, ``GET /metrics`` (behind the token)."""
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self)
+        router = APIRouter()
+
+        @router.get("/api/gatherers")
+        def get_gatherers() -> list[dict[str, Any]]:
+            return self.gatherers()
+
+        @router.get("/api/alerts")
+        def get_alerts(open: bool = False) -> list[dict[str, Any]]:
+            return self.alerts(open_only=open)
+
+        @router.get("/metrics")
+        def get_metrics() -> Response:
+            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+        return router

@@ -1,0 +1,116 @@
+"""The flow plan as the manager hands it out: each gatherer's part, versioned.
+
+``GET /api/plan?gatherer=G`` answers ``{"version", "gatherer", "sources", "fields",
+"spool", "forward", ...}``: the configs of the sources whose ``gatherer:`` is G (as
+JSON, validated again by the gatherer with the same models), the field registry (the
+gatherer names wire columns by field id) and G's spool and forwarding settings. The
+version is a hash of that content, so it changes exactly when G's part changes and is
+stable across manager restarts. Gatherers poll it and apply a change live.
+
+The scheme is reloaded with SIGHUP or ``POST /api/scheme/reload`` (the manager's own
+admin token), through the same loader as ``check-config``; a scheme with errors is
+refused and the running one kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+
+from netdistill.errors import SchemeError
+from netdistill.manager.auth import GathererAuth
+from netdistill.scheme.load import load_scheme
+from netdistill.scheme.models import Scheme
+from netdistill.sources.registry import source_class
+from netdistill.store import Store, ensure_fields
+
+log = logging.getLogger(__name__)
+
+
+class PlanService:
+    """Holds the current scheme and computes each gatherer's part of the plan."""
+
+    def __init__(self, path: Path, store: Store) -> None:
+        self.path = Path(path)
+        self.store = store
+        self._lock = threading.Lock()
+        self._scheme = load_scheme(self.path)
+        self.reloads = 0
+        self.last_reload_error = ""
+
+    @property
+    def scheme(self) -> Scheme:
+        return self._scheme
+
+    def reload(self) -> Scheme:
+        """Load the scheme file again; raise ``SchemeError`` (keeping the old one) if bad."""
+        try:
+            scheme = load_scheme(self.path)
+        except SchemeError as exc:
+            self.last_reload_error = "; ".join(exc.problems)
+            log.error("scheme reload refused: %s", self.last_reload_error)
+            raise
+        with self._lock:
+            self._scheme = scheme
+            self.reloads += 1
+            self.last_reload_error = ""
+        log.warning("scheme %s reloaded", self.path)
+        return scheme
+
+    def plan_for(self, gatherer: str) -> dict[str, Any]:
+        scheme = self._scheme
+        sources = [s for s in scheme.sources if s.gatherer == gatherer]
+        with self._lock:  # fields a source declares exist before the gatherer sends them
+            for source in sources:
+                specs = getattr(source_class(source.type), "fields", ())
+                if isinstance(specs, tuple | list):
+                    ensure_fields(self.store, specs, source=source.name)
+        config = next((g for g in scheme.gatherers if g.name == gatherer), None)
+        body: dict[str, Any] = {
+            "gatherer": gatherer,
+            "sources": [s.model_dump(mode="json") for s in sources],
+            "fields": [{"id": f.id, "name": f.name, "type": f.type} for f in self.store.fields],
+            "settings": config.model_dump(
+                mode="json",
+                include={
+                    "spool",
+                    "forward",
+                    "commit_interval_s",
+                    "max_batch_datagrams",
+                    "queue_datagrams",
+                },
+            )
+            if config is not None
+            else {},
+        }
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        return {"version": digest[:16], **body}
+
+
+def plan_router(plan: PlanService, auth: GathererAuth, *, admin_token: str) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/api/plan")
+    def get_plan(request: Request, gatherer: str) -> dict[str, Any]:
+        auth.check(request, gatherer)
+        return plan.plan_for(gatherer)
+
+    @router.post("/api/scheme/reload")
+    def post_reload(request: Request) -> dict[str, Any]:
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {admin_token}".encode()):
+            raise HTTPException(status_code=401, detail="missing or wrong bearer token")
+        try:
+            scheme = plan.reload()
+        except SchemeError as exc:
+            raise HTTPException(status_code=400, detail=exc.problems) from None
+        return {"reloaded": str(plan.path), "sources": len(scheme.sources)}
+
+    return router

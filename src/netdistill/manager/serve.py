@@ -1,0 +1,122 @@
+"""Wiring of the ``netdistill manager`` process: store, plan, gatherer delivery, API.
+
+Like ``manager/local.py`` for ``netdistill run``, but remote gatherers deliver through
+``POST /api/ingest`` and fetch their part of the plan at ``GET /api/plan``. Sources the
+scheme places on gatherer ``local`` (the default of a source's ``gatherer:``) run in this
+process and commit straight to the store. ``reload`` (SIGHUP, ``POST
+/api/scheme/reload``) re-reads the scheme; gatherers pick up their new part by polling.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netdistill.gatherer.pipeline import Pipeline
+from netdistill.manager.auth import GathererAuth
+from netdistill.manager.ingest import Ingest, ingest_router
+from netdistill.manager.main import Manager
+from netdistill.manager.plan import PlanService, plan_router
+from netdistill.sources.registry import source_class
+from netdistill.store import ensure_fields
+from netdistill.store.duckdb import DuckDBStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ManagerProcess:
+    scheme_path: Path
+    data_dir: Path
+    store: DuckDBStore = field(init=False)
+    plan: PlanService = field(init=False)
+    manager: Manager = field(init=False)
+    local: Pipeline | None = field(default=None, init=False)
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        from netdistill.scheme.load import load_scheme
+
+        scheme = load_scheme(self.scheme_path)  # errors before anything opens
+        self.store = DuckDBStore(self.data_dir / scheme.store.path)
+        self.plan = PlanService(self.scheme_path, self.store)
+        self.auth = GathererAuth(lambda: self.plan.scheme, self.scheme_path.parent)
+        self.ingest = Ingest(self.store)
+        self.manager = Manager(
+            self.store, scheme.manager, data_dir=self.data_dir, status=self._status
+        )
+        self.manager.routers += [
+            ingest_router(self.ingest, self.auth),
+            plan_router(self.plan, self.auth, admin_token=self.manager.token),
+        ]
+        local = [s for s in scheme.sources if s.gatherer == "local"]
+        if local:
+            config = scheme.manager
+            sources = [
+                source_class(s.type)(
+                    s, state_dir=self.data_dir / "state", queue_limit=config.queue_datagrams
+                )
+                for s in local
+            ]
+            for source in sources:
+                ensure_fields(self.store, source.fields, source=source.name)
+            self.local = Pipeline(
+                sources,
+                self.store,
+                gatherer="local",
+                interval_s=config.commit_interval_s,
+                max_datagrams=config.max_batch_datagrams,
+            )
+            self.local.start()
+        self._start_monitor()
+        self.manager.start()
+
+    def _start_monitor(self) -> None:
+        """Gatherers post heartbeats with their own credential (as for ingest)."""
+        self.manager.monitor.gatherer_auth = self.auth.check
+
+    def reload(self) -> None:
+        try:
+            self.plan.reload()
+        except Exception as exc:
+            log.error("reload failed, keeping the running scheme: %s", exc)
+
+    def _status(self) -> dict[str, Any]:
+        return {
+            "ingest": self.ingest.status(),
+            "scheme": {
+                "path": str(self.scheme_path),
+                "reloads": self.plan.reloads,
+                "last_reload_error": self.plan.last_reload_error,
+            },
+            "refused_gatherers": self.auth.refused,
+            **(self.local.status() if self.local is not None else {}),
+        }
+
+    def stop(self) -> None:
+        if self.local is not None:
+            self.local.stop()
+        self.manager.stop()
+        self.store.close()
+
+
+def serve_manager(scheme_path: Path, data_dir: Path) -> None:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads the scheme."""
+    import signal
+    import sys
+    import threading
+
+    process = ManagerProcess(scheme_path, data_dir)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: process.reload())
+    process.start()
+    try:
+        print(f"manager API on {process.manager.api_url}", file=sys.stderr, flush=True)
+        while not stop.wait(1.0):
+            pass
+    finally:
+        process.stop()

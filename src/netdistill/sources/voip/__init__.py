@@ -1,0 +1,1 @@
+"""VoIP call detail record formats."""
