@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from netdistill.enhance.config import PROVENANCE_FIELDS, ProcedureConfig, field_types
 from netdistill.enhance.notation import Expr, FieldRef, parse
 from netdistill.records.fields import FIELD_TYPES
+from netdistill.records.schema import with_constant
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +150,8 @@ class EnhancePlan:
                 out = out.append_column(target, value)
             else:
                 out = out.set_column(index, out.schema.field(index).with_type(value.type), value)
-        return out
+        # which procedure made the record: merges and stages select their input by it
+        return with_constant(out, "procedure", self.procedure.name)
 
 
 class Enhancer:

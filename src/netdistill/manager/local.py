@@ -20,6 +20,8 @@ from netdistill.gatherer.pipeline import Pipeline
 from netdistill.manager.main import Manager
 from netdistill.scheme.models import Scheme
 from netdistill.sources.registry import source_class
+from netdistill.stages.base import StageContext
+from netdistill.stages.runner import StageRunner
 from netdistill.store import ensure_fields
 from netdistill.store.duckdb import DuckDBStore
 
@@ -51,16 +53,25 @@ class LocalSystem:
         ]
         for source in sources:
             ensure_fields(self.store, source.fields, source=source.name)
+        enhancer = build_enhancer(self.scheme, self.store)
         self.pipeline = Pipeline(
             sources,
             self.store,
             gatherer="local",
             interval_s=config.commit_interval_s,
             max_datagrams=config.max_batch_datagrams,
-            process=build_enhancer(self.scheme, self.store),
+            process=enhancer,
         )
+        context = StageContext(self.store, self.scheme, self.data_dir)
+        if enhancer is not None:
+            context.enhance = enhancer
+        stages = StageRunner(context, interval_s=config.stages_interval_s)
         self.manager = Manager(
-            self.store, config, data_dir=self.data_dir, status=self.pipeline.status
+            self.store,
+            config,
+            data_dir=self.data_dir,
+            status=self.pipeline.status,
+            stages=stages,
         )
         self.manager.routers.append(
             local_procedures_router(self.scheme, self.store, self.pipeline, self.manager.token)

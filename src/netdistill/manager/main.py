@@ -30,6 +30,7 @@ from netdistill.manager.jobs import Every
 from netdistill.manager.monitor import Monitor
 from netdistill.manager.windows import WindowJob
 from netdistill.scheme.models import ManagerConfig
+from netdistill.stages.runner import StageRunner, stages_router
 from netdistill.store import Store
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,10 @@ class Manager:
         data_dir: Path,
         status: Callable[[], dict[str, Any]] | None = None,
         routers: Sequence[APIRouter] = (),
+        stages: StageRunner | None = None,
     ) -> None:
         self.routers = list(routers)
+        self.stages = stages
         self.store = store
         self.config = config
         self.data_dir = data_dir
@@ -103,6 +106,7 @@ class Manager:
                 "last_run": self.aging.last_run,
             },
             "windows": self.windows.status(),
+            **({"stages": self.stages.status()} if self.stages is not None else {}),
             **self._extra_status(),
         }
 
@@ -112,7 +116,11 @@ class Manager:
             token=self.token,
             status=self.status,
             routers=[*self.routers, self.monitor.heartbeat_router()],
-            guarded=[self.monitor.router(), self.windows.router()],
+            guarded=[
+                self.monitor.router(),
+                self.windows.router(),
+                *([stages_router(self.stages)] if self.stages is not None else []),
+            ],
         )
         family = socket.AF_INET6 if ":" in self.config.api_host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -155,10 +163,14 @@ class Manager:
         self.aging.start()
         self.windows.start()
         self.monitor.start()
+        if self.stages is not None:
+            self.stages.start()
 
     def stop(self) -> None:
         remove_manager_info(self.data_dir, os.getpid())
         self.aging.stop()
+        if self.stages is not None:
+            self.stages.stop()
         self.windows.stop()
         self.monitor.stop()
         if self._server is not None:

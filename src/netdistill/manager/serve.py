@@ -20,6 +20,8 @@ from netdistill.manager.ingest import Ingest, ingest_router
 from netdistill.manager.main import Manager
 from netdistill.manager.plan import PlanService, plan_router
 from netdistill.sources.registry import source_class
+from netdistill.stages.base import StageContext
+from netdistill.stages.runner import StageRunner
 from netdistill.store import ensure_fields
 from netdistill.store.duckdb import DuckDBStore
 
@@ -44,8 +46,12 @@ class ManagerProcess:
         self.plan = PlanService(self.scheme_path, self.store)
         self.auth = GathererAuth(lambda: self.plan.scheme, self.scheme_path.parent)
         self.ingest = Ingest(self.store)
+        stages = StageRunner(
+            StageContext(self.store, scheme, self.data_dir),
+            interval_s=scheme.manager.stages_interval_s,
+        )
         self.manager = Manager(
-            self.store, scheme.manager, data_dir=self.data_dir, status=self._status
+            self.store, scheme.manager, data_dir=self.data_dir, status=self._status, stages=stages
         )
         self.manager.routers += [
             ingest_router(self.ingest, self.auth),

@@ -104,6 +104,7 @@ STANDARD_FIELDS: tuple[Field, ...] = (
     _std(29, "sampling_rate", "uint32", "1 in N packets sampled; 1 = unsampled"),
     _std(30, "direction", "uint8", "0 ingress, 1 egress"),
     _std(31, "ingested_at", "timestamp", "stamped by the manager on entry; aging uses it"),
+    _std(32, "procedure", "string", "the procedure, merge or stage that produced the record"),
 )
 
 #: Fields the manager stamps itself; a source never fills them.

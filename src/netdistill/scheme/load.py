@@ -52,8 +52,9 @@ def _without_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     ``lookups.1.prefix.values``)."""
     from netdistill.lookups.registry import LOOKUP_TYPES
     from netdistill.sources.registry import SOURCE_TYPES
+    from netdistill.stages.registry import STAGE_TYPES
 
-    tags = {"sources": SOURCE_TYPES, "lookups": LOOKUP_TYPES}
+    tags = {"sources": SOURCE_TYPES, "lookups": LOOKUP_TYPES, "stages": STAGE_TYPES}
     out: list[Any] = []
     for index, part in enumerate(loc):
         after_list_index = index > 1 and isinstance(loc[index - 1], int)

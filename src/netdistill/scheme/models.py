@@ -16,6 +16,7 @@ from netdistill.manager.monitor import MonitorConfig
 from netdistill.manager.windows import WindowsConfig
 from netdistill.sources.config import SourceConfigBase
 from netdistill.sources.registry import config_classes
+from netdistill.stages.config import StagesSection, check_references
 
 
 class Model(BaseModel):
@@ -39,6 +40,9 @@ class ManagerConfig(Model):
     windows: WindowsConfig = WindowsConfig()
     monitor: MonitorConfig = MonitorConfig()
     tls: TlsConfig | None = Field(None, description="serve the API over HTTPS")
+    stages_interval_s: PositiveFloat = Field(
+        1.0, description="how often the manager's stages (merge, aggregate …) run"
+    )
 
 
 class StoreConfig(Model):
@@ -92,6 +96,7 @@ class Scheme(Model):
     demo: DemoConfig | None = None
     lookups: LookupsSection = Field(default_factory=list)
     procedures: ProceduresSection = Field(default_factory=list)
+    stages: StagesSection = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_source_names(self) -> Scheme:
@@ -102,4 +107,5 @@ class Scheme(Model):
             seen.add(source.name)
         if self.demo is not None and not any(s.type == "netflow" for s in self.sources):
             raise ValueError("demo exporters need a netflow source to send to")
+        check_references(self)
         return self

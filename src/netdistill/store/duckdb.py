@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -300,6 +302,25 @@ class DuckDBStore:
             self._next_record_id = record_id
             return counts
 
+    @contextmanager
+    def transaction(self) -> Iterator[StoreWriter]:
+        """One write transaction for the manager's stages: records inserted and deleted,
+        the stage's own tables and its watermark change together, or not at all.
+
+        Holds the store's write lock for the whole block, so a record commit never
+        interleaves; keep the block short (no network I/O inside)."""
+        with self._lock:
+            self._writable()
+            writer = StoreWriter(self, self._conn, self._next_record_id, self._clock())
+            self._conn.execute("BEGIN")
+            try:
+                yield writer
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._next_record_id = writer.next_record_id
+
     def last_sequence(self, origin: str) -> int:
         row = self._conn.execute(
             "SELECT max(sequence) FROM _commits WHERE origin = ?", (origin,)
@@ -357,3 +378,57 @@ class DuckDBStore:
             if not self.read_only:
                 self._conn.execute("CHECKPOINT")
             self._conn.close()
+
+
+class StoreWriter:
+    """What a ``DuckDBStore.transaction`` block may do (see there)."""
+
+    def __init__(self, store: DuckDBStore, conn: Any, next_record_id: int, now: float) -> None:
+        self._store = store
+        self._conn = conn
+        self.next_record_id = next_record_id
+        self.now = now
+
+    def insert_records(self, batch: pa.Table) -> int:
+        """Insert ``batch`` into ``records`` (record_id and ingested_at stamped here);
+        columns ``records`` lacks are ignored, as in ``commit``."""
+        if not batch.num_rows:
+            return 0
+        stamped = self._store._stamped(batch, self.next_record_id, self.now)
+        self.insert_arrow("records", stamped)
+        self.next_record_id += batch.num_rows
+        return batch.num_rows
+
+    def delete_records(self, record_ids: Sequence[int] | pa.Array) -> int:
+        """Delete these records (a merge replacing them); returns how many there were."""
+        ids = (
+            pa.array(record_ids, pa.int64()) if not isinstance(record_ids, pa.Array) else record_ids
+        )
+        if not len(ids):
+            return 0
+        self._conn.register("_ids", pa.table({"record_id": ids}))
+        try:
+            row = self._conn.execute(
+                "DELETE FROM records WHERE record_id IN (SELECT record_id FROM _ids)"
+            ).fetchone()
+        finally:
+            self._conn.unregister("_ids")
+        return int(row[0]) if row else 0
+
+    def insert_arrow(self, table_name: str, table: pa.Table) -> None:
+        """Append ``table``'s rows to ``table_name``, matching columns by name."""
+        if not table.num_rows:
+            return
+        self._conn.register("_rows", table)
+        try:
+            names = ", ".join(f'"{c}"' for c in table.schema.names)
+            self._conn.execute(f'INSERT INTO "{table_name}" ({names}) SELECT {names} FROM _rows')
+        finally:
+            self._conn.unregister("_rows")
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> None:
+        self._conn.execute(sql, list(params))
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> pa.Table:
+        """Read inside the transaction (sees its own writes)."""
+        return self._conn.execute(sql, list(params)).fetch_arrow_table()
