@@ -99,7 +99,14 @@ def check_config(file: Annotated[Path, typer.Argument(help="Scheme YAML file.")]
 
     with _errors():
         scheme = load_scheme(file)
-    out.print(f"{file}: ok ({len(scheme.sources)} source(s))", highlight=False)
+    parts = {
+        "source(s)": len(scheme.sources),
+        "lookup(s)": len(scheme.lookups),
+        "procedure(s)": len(scheme.procedures),
+        "stage(s)": len(scheme.stages),
+    }
+    counts = ", ".join(f"{n} {what}" for what, n in parts.items() if n or what == "source(s)")
+    out.print(f"{file}: ok ({counts})", highlight=False)
 
 
 # --- run ------------------------------------------------------------------------------------
