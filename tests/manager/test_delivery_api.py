@@ -155,3 +155,43 @@ def test_a_dropped_field_id_is_left_out(manager: ManagerProcess) -> None:
         ).json() == {"acked": 1, "rows": 4}
     rows = manager.store.query("select count(customer_tier) as n, count(*) as c from records")
     assert rows.to_pylist() == [{"n": 0, "c": 4}]
+
+
+def test_procedures_enhance_a_gatherers_batches_on_the_manager(tmp_path: Path) -> None:
+    import peers
+
+    scheme = tmp_path / "scheme.yaml"
+    _scheme(scheme, peers.free_tcp_port())
+    scheme.write_text(
+        scheme.read_text()
+        + "lookups: [{name: Ports, type: ports}]\n"
+        + "procedures:\n"
+        + "  - {name: tag, trigger: nf1, fields: {service: 'Ports.Service(protocol, dst_port)"
+        + ".service'}}\n"
+    )
+    process = ManagerProcess(scheme, tmp_path / "data")
+    process.start()
+    try:
+        table = _batch(range(3))
+        for name, values, type_ in (
+            ("dst_port", [443, 25, 40000], pa.uint16()),
+            ("protocol", [6, 6, 6], pa.uint8()),
+        ):
+            index = table.schema.get_field_index(name)
+            table = table.set_column(index, name, pa.array(values, type_))
+        with _client(process, "g1") as g1:
+            body = pack_entries([_entry(process, 1, table)])
+            assert g1.post("/api/ingest", params={"gatherer": "g1"}, content=body).json() == {
+                "acked": 1,
+                "rows": 3,
+            }
+        rows = process.store.query(
+            "select dst_port, service, procedure from records order by dst_port"
+        ).to_pylist()
+        assert rows == [
+            {"dst_port": 25, "service": "smtp", "procedure": "tag"},
+            {"dst_port": 443, "service": "https", "procedure": "tag"},
+            {"dst_port": 40000, "service": None, "procedure": "tag"},
+        ]
+    finally:
+        process.stop()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -37,10 +38,18 @@ log = logging.getLogger(__name__)
 
 
 class Ingest:
-    """Commits gatherer batches to the store; counts what it did per gatherer."""
+    """Commits gatherer batches to the store; counts what it did per gatherer.
 
-    def __init__(self, store: Store) -> None:
+    ``process(source_name, records)`` is the enhancement the flow plan leaves to the
+    manager (procedures whose trigger is a gatherer's source), applied before the
+    commit; it is pure, so a resent batch is enhanced the same way (lookup answers
+    aside) and still committed once."""
+
+    def __init__(
+        self, store: Store, process: Callable[[str, pa.Table], pa.Table] | None = None
+    ) -> None:
         self.store = store
+        self.process = process
         self._lock = threading.Lock()  # one gatherer request commits at a time, in order
         self.batches: dict[str, int] = {}
         self.records: dict[str, int] = {}
@@ -71,7 +80,7 @@ class Ingest:
                         flush()
                         return acked, rows, f"origin {origin!r} is not gatherer {gatherer!r}'s"
                     if kind == RECORDS and many is not None:
-                        table = from_ids(decode_table(bytes(payload)), self.store.fields)
+                        table = self._records(origin, decode_table(bytes(payload)))
                         group.append((table, origin, seq))
                         continue
                     flush()
@@ -83,6 +92,12 @@ class Ingest:
                 return acked, rows, f"{type(exc).__name__}: {exc}"
         return acked, rows, ""
 
+    def _records(self, origin: str, wire: pa.Table) -> pa.Table:
+        table = from_ids(wire, self.store.fields)
+        if self.process is not None and table.num_rows:
+            table = self.process(origin.partition("/")[2], table)
+        return table
+
     def _count(self, gatherer: str, table: pa.Table, n: int) -> int:
         self.batches[gatherer] = self.batches.get(gatherer, 0) + 1
         self.records[gatherer] = self.records.get(gatherer, 0) + n
@@ -93,7 +108,7 @@ class Ingest:
     def _commit(self, gatherer: str, kind: int, origin: str, seq: int, payload: Any) -> int:
         table = decode_table(bytes(payload))
         if kind == RECORDS:
-            n = self.store.commit(from_ids(table, self.store.fields), origin=origin, sequence=seq)
+            n = self.store.commit(self._records(origin, table), origin=origin, sequence=seq)
             return self._count(gatherer, table, n)
         if kind == QUARANTINE:
             marker = f"{origin}#quarantine"

@@ -3,8 +3,11 @@
 Like ``manager/local.py`` for ``netdistill run``, but remote gatherers deliver through
 ``POST /api/ingest`` and fetch their part of the plan at ``GET /api/plan``. Sources the
 scheme places on gatherer ``local`` (the default of a source's ``gatherer:``) run in this
-process and commit straight to the store. ``reload`` (SIGHUP, ``POST
-/api/scheme/reload``) re-reads the scheme; gatherers pick up their new part by polling.
+process and commit straight to the store. The scheme's procedures run here, on every
+batch before it is committed, whichever gatherer sent it (gatherers forward raw source
+records). ``reload`` (SIGHUP, ``POST /api/scheme/reload``) re-reads the scheme; gatherers
+pick up their new part by polling; procedure and stage changes take effect when the
+manager restarts.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from netdistill.enhance.plan import build_enhancer
 from netdistill.gatherer.pipeline import Pipeline
 from netdistill.manager.auth import GathererAuth
 from netdistill.manager.ingest import Ingest, ingest_router
@@ -45,11 +49,13 @@ class ManagerProcess:
         self.store = DuckDBStore(self.data_dir / scheme.store.path)
         self.plan = PlanService(self.scheme_path, self.store)
         self.auth = GathererAuth(lambda: self.plan.scheme, self.scheme_path.parent)
-        self.ingest = Ingest(self.store)
-        stages = StageRunner(
-            StageContext(self.store, scheme, self.data_dir),
-            interval_s=scheme.manager.stages_interval_s,
-        )
+        # procedures run here, on the manager, for every source (a gatherer's included)
+        self.enhancer = build_enhancer(scheme, self.store)
+        self.ingest = Ingest(self.store, self.enhancer)
+        context = StageContext(self.store, scheme, self.data_dir)
+        if self.enhancer is not None:
+            context.enhance = self.enhancer
+        stages = StageRunner(context, interval_s=scheme.manager.stages_interval_s)
         self.manager = Manager(
             self.store, scheme.manager, data_dir=self.data_dir, status=self._status, stages=stages
         )
@@ -74,6 +80,7 @@ class ManagerProcess:
                 gatherer="local",
                 interval_s=config.commit_interval_s,
                 max_datagrams=config.max_batch_datagrams,
+                process=self.enhancer,
             )
             self.local.start()
         self._start_monitor()
@@ -105,6 +112,8 @@ class ManagerProcess:
         if self.local is not None:
             self.local.stop()
         self.manager.stop()
+        if self.enhancer is not None:
+            self.enhancer.close()
         self.store.close()
 
 
