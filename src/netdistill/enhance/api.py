@@ -172,9 +172,12 @@ def procedures_router(book: ProcedureBook, *, token: str | None = None) -> APIRo
     return router
 
 
-def local_procedures_router(scheme: Any, store: Any, pipeline: Any, token: str) -> APIRouter:
+def local_procedures_router(
+    scheme: Any, store: Any, pipeline: Any, token: str | None
+) -> APIRouter:
     """The router for ``netdistill run``: an accepted change rebuilds the pipeline's
-    enhancer (the old one's lookups are left to finish the batch in flight)."""
+    enhancer (the old one's lookups are left to finish the batch in flight). ``token``
+    None: the includer guards it (the manager's guard, which accepts console sessions)."""
     from netdistill.enhance.plan import build_enhancer
 
     def rebuild(procedures: list[ProcedureConfig]) -> None:

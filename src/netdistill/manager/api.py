@@ -2,7 +2,10 @@
 the console and remote gatherers).
 
 Every route needs the bearer token written to ``<data-dir>/manager.json`` (mode 0600),
-so only users who can read the data directory can talk to a running manager. Query
+so only users who can read the data directory can talk to a running manager — or, when
+the manager passes ``access`` (the console's guard, ``console/access.py``), that token or
+a console session with the role the route needs. FastAPI's own /docs and /redoc load
+their scripts from a CDN, so they are off here; the console serves /docs offline. Query
 results travel as Arrow IPC streams: types (timestamps, unsigned ints) survive the trip.
 """
 
@@ -85,8 +88,9 @@ def create_app(
     status: Callable[[], dict[str, Any]],
     routers: Sequence[APIRouter] = (),
     guarded: Sequence[APIRouter] = (),
+    access: Callable[[Request], Any] | None = None,
 ) -> FastAPI:
-    app = FastAPI(title="netdistill manager", version=__version__)
+    app = FastAPI(title="netdistill manager", version=__version__, docs_url=None, redoc_url=None)
     for router in routers:  # parts with their own auth (gatherer delivery, plan)
         app.include_router(router)
 
@@ -99,7 +103,7 @@ def create_app(
     async def _netdistill_error(request: Request, exc: NetdistillError) -> JSONResponse:
         return JSONResponse(status_code=400, content={"error": str(exc)})
 
-    guard = [Depends(authorized)]
+    guard = [Depends(access if access is not None else authorized)]
     for router in guarded:  # parts behind the manager's token (windows, monitor)
         app.include_router(router, dependencies=guard)
 

@@ -73,8 +73,9 @@ class LocalSystem:
             status=self.pipeline.status,
             stages=stages,
         )
-        self.manager.routers.append(
-            local_procedures_router(self.scheme, self.store, self.pipeline, self.manager.token)
+        # behind the API guard, so console sessions can use it too
+        self.manager.guarded.append(
+            local_procedures_router(self.scheme, self.store, self.pipeline, None)
         )
         try:
             self.pipeline.start()

@@ -20,6 +20,7 @@ import uvicorn
 from fastapi import APIRouter
 
 from netdistill import __version__
+from netdistill.console.app import Console
 from netdistill.manager.api import create_app
 from netdistill.manager.discovery import (
     ManagerInfo,
@@ -78,6 +79,8 @@ class Manager:
         stages: StageRunner | None = None,
     ) -> None:
         self.routers = list(routers)
+        #: routers behind the API guard (bearer token or a console session)
+        self.guarded: list[APIRouter] = []
         self.stages = stages
         self.store = store
         self.config = config
@@ -90,6 +93,7 @@ class Manager:
         )
         self.windows = WindowJob(store, config.windows)
         self.monitor = Monitor(store, config.monitor, status_fn=self.status, admin_token=self.token)
+        self.console = Console(store, token=self.token)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.api_url = ""
@@ -120,8 +124,11 @@ class Manager:
                 self.monitor.router(),
                 self.windows.router(),
                 *([stages_router(self.stages)] if self.stages is not None else []),
+                *self.guarded,
             ],
+            access=self.console.access.authorize,
         )
+        self.console.mount(app)
         family = socket.AF_INET6 if ":" in self.config.api_host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -1,0 +1,77 @@
+"""Who may call the manager's API: the guard every guarded route runs.
+
+A request is allowed with either
+
+* the manager's bearer token (``Authorization: Bearer …`` from ``<data-dir>/manager.json``,
+  for scripts and the CLI): it counts as ``admin``; or
+* a console session cookie whose user has the role the request needs
+  (``roles.required_role``); a session request that changes something must also carry
+  the session's CSRF token in ``X-CSRF-Token``, so another site cannot make a logged-in
+  browser change the scheme.
+
+No credential → 401, too small a role or a missing/wrong CSRF token → 403.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from fastapi import HTTPException, Request
+
+from netdistill.console.roles import SAFE_METHODS, Role, required_role
+from netdistill.console.sessions import COOKIE, CSRF_HEADER, SessionBook
+from netdistill.console.users import UserBook
+
+TOKEN_USER = "token"
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: str
+    role: Role
+    via: str  # "token" or "session"
+    csrf_token: str = ""
+    expires_at: float = 0.0
+
+
+class Access:
+    def __init__(self, token: str, users: UserBook, sessions: SessionBook) -> None:
+        self._token = token
+        self.users = users
+        self.sessions = sessions
+
+    def principal(self, request: Request) -> Principal | None:
+        given = request.headers.get("authorization", "")
+        if given:
+            if hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode()):
+                return Principal(TOKEN_USER, Role.admin, "token")
+            return None  # a wrong token is not rescued by a cookie
+        session = self.sessions.check(request.cookies.get(COOKIE, ""))
+        if session is None:
+            return None
+        role = self.users.role_of(session.user)
+        if role is None:
+            return None
+        return Principal(session.user, role, "session", session.csrf_token, session.expires_at)
+
+    def authorize(self, request: Request) -> Principal:
+        """The guard (a FastAPI dependency): raises 401/403, else leaves the caller in
+        ``request.state.principal`` (read by the audit log) and returns it."""
+        principal = self.principal(request)
+        if principal is None:
+            raise HTTPException(
+                status_code=401, detail="log in, or give the manager's bearer token"
+            )
+        need = required_role(request.method, request.url.path)
+        if principal.role < need:
+            raise HTTPException(
+                status_code=403,
+                detail=f"{principal.user} is {principal.role.name}; this needs {need.name}",
+            )
+        if principal.via == "session" and request.method.upper() not in SAFE_METHODS:
+            given = request.headers.get(CSRF_HEADER, "")
+            if not given or not hmac.compare_digest(given.encode(), principal.csrf_token.encode()):
+                raise HTTPException(status_code=403, detail="missing or wrong X-CSRF-Token")
+        request.state.principal = principal
+        return principal

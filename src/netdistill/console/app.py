@@ -1,0 +1,83 @@
+"""``Console``: users, sessions, audit log, dashboard and pages of one manager, mounted
+on the manager's FastAPI app.
+
+Wiring (``manager/main.py``)::
+
+    console = Console(store, token=manager_token)          # creates the first admin
+    app = create_app(store, token=..., access=console.access.authorize, ...)
+    console.mount(app)
+
+The first start with no user creates ``admin`` with a random password and prints it
+once on stderr; later starts print nothing. Settings (all optional) come from
+``ConsoleConfig``; a scheme snippet, once the scheme carries it::
+
+    manager:
+      console: {session_ttl_s: 28800, session_idle_s: 3600}
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+
+from netdistill.console.access import Access
+from netdistill.console.audit import AuditLog, AuditMiddleware
+from netdistill.console.auth import auth_router
+from netdistill.console.dashboard import Dashboard, dashboard_router
+from netdistill.console.pages import mount_pages
+from netdistill.console.sessions import SessionBook
+from netdistill.console.users import UserBook
+from netdistill.store import Store
+
+
+class ConsoleConfig(BaseModel):
+    """Console settings; the defaults suit one operator team on a LAN."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    session_ttl_s: float = Field(8 * 3600, gt=0, description="a session ends this long after login")
+    session_idle_s: float = Field(3600, gt=0, description="… or after this long without a request")
+
+
+def announce_password(password: str) -> None:
+    print(
+        f"console: created user admin with password {password} ; change it (this is shown once)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+class Console:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        token: str,
+        config: ConsoleConfig | None = None,
+        clock: Callable[[], float] = time.time,
+        announce: Callable[[str], None] = announce_password,
+    ) -> None:
+        config = config or ConsoleConfig()
+        self.store = store
+        self.users = UserBook(store, clock=clock)
+        self.sessions = SessionBook(
+            store, ttl_s=config.session_ttl_s, idle_s=config.session_idle_s, clock=clock
+        )
+        self.audit = AuditLog(store, clock=clock)
+        self.access = Access(token, self.users, self.sessions)
+        self.dashboard = Dashboard(store, clock=clock)
+        password = self.users.ensure_first_admin()
+        if password is not None:
+            self.audit.record("console", "create_first_admin", {"user": "admin"})
+            announce(password)
+
+    def mount(self, app: FastAPI) -> None:
+        """Add the console's routes, pages and the audit middleware to ``app``."""
+        app.include_router(auth_router(self.access, self.audit))
+        app.include_router(dashboard_router(self.dashboard, self.access))
+        mount_pages(app, self.access)
+        app.add_middleware(AuditMiddleware, audit=self.audit)
