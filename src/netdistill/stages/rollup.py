@@ -1,18 +1,664 @@
-"""The ``rollup`` stage (being written)."""
+"""The ``rollup`` stage: one record per account and period carrying every service's usage,
+and one record per company over its accounts (seed 002: "a single record reflecting
+multiple services for accounting purposes", FIG. 6; FIG. 7's further roll-up 706 "of
+all of the services associated with each of the particular companies").
+
+Services are grouped into categories (``categories``: category → service names, as the
+``ports`` lookup and the categorizer name them; a service in no category counts as
+``other``). For each category ``<c>`` an account record has ``<c>_bytes``,
+``<c>_seconds`` (summed session durations) and ``<c>_records`` (sessions; for mail, the
+messages), then ``total_bytes``, ``total_seconds``, ``total_records``. The columns, in
+order (``company`` only when configured)::
+
+    period, period_start, period_end, account_id, company,
+    http_*, mail_*, voip_*, streaming_*, ftp_*, p2p_*, other_*, total_*
+
+A company record has ``company`` and ``accounts`` (how many account records it sums)
+instead of ``account_id``, and the same usage columns. Records without an account (or
+company) are grouped under ``''``, so no usage disappears from the export. An account
+seen under two companies in one period gets one record per company.
+
+Periods are calendar months, days or hours in UTC, named ``2026-11``, ``2026-11-23``,
+``2026-11-23T14``; a record belongs to the period of its ``time_field`` (``end_time``,
+``start_time`` when missing, or the other way round). A period closes — is computed
+once, with one GROUPING SETS query in DuckDB, and stored in ``rollup_<name>_accounts``,
+``rollup_<name>_companies`` and ``rollup_<name>_periods`` in one transaction with the
+stage's watermark — when the stage clock passes its end + ``grace_s`` (+ the input's
+own wait, for a merge), and not before ``grace_s`` after the manager started, so that
+gatherers can first resend what they spooled. The series is contiguous from the period
+of the earliest record: an empty period gets a period row and empty exports. A closed
+period never changes; records that reach it later are counted in ``late_records``.
+Durations are summed as integer microseconds, so figures do not depend on row order.
+
+After closing, the periods are exported (``accounting/export.py``): files and/or an
+HTTP POST, each period exactly once per target, re-sendable on demand (API below,
+``netdistill export``).
+
+Scheme::
+
+    stages:
+      - name: monthly
+        type: rollup
+        input: demo-routers         # optional: default every record
+        period: month               # month | day | hour
+        account: account_id
+        company: company            # optional second level
+        categories:                 # these are the defaults
+          http: [http, https, http-alt, web, quic]
+          mail: [smtp, submission, submissions, imap, imap2, imaps, pop3, pop3s, mail]
+          voip: [sip, sip-tls, rtp, voip]
+          streaming: [rtsp, rtmp, streaming]
+          ftp: [ftp, ftp-data, ftps, ftps-data]
+          p2p: [bittorrent, p2p]
+        grace_s: 300
+        export: {directory: exports, formats: [csv, jsonl], url: null, timeout_s: 10}
+
+API: ``GET /api/rollups/<name>/periods``, ``GET /api/rollups/<name>/periods/<period>``,
+``POST /api/rollups/<name>/periods/<period>/resend?target=file|http``.
+"""
 
 from __future__ import annotations
 
+import calendar
+import json
+import logging
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
 
-from netdistill.stages.base import StageConfigBase
+import pyarrow as pa
+from pydantic import Field, PositiveInt, model_validator
+
+from netdistill.accounting.export import (
+    ExportConfig,
+    Exporter,
+    ExportError,
+    Part,
+    PeriodExport,
+    ensure_exports_table,
+    export_history,
+    plain,
+    render_body,
+)
+from netdistill.errors import StoreError
+from netdistill.stages.base import (
+    InputSpec,
+    StageConfigBase,
+    load_watermark,
+    resolve_input,
+    save_watermark,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CATEGORIES: dict[str, list[str]] = {
+    "http": ["http", "https", "http-alt", "web", "quic"],
+    "mail": [
+        "smtp",
+        "submission",
+        "submissions",
+        "imap",
+        "imap2",
+        "imaps",
+        "pop3",
+        "pop3s",
+        "mail",
+    ],
+    "voip": ["sip", "sip-tls", "rtp", "voip"],
+    "streaming": ["rtsp", "rtmp", "streaming"],
+    "ftp": ["ftp", "ftp-data", "ftps", "ftps-data"],
+    "p2p": ["bittorrent", "p2p"],
+}
+_CATEGORY = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+_SERVICE = re.compile(r"^[A-Za-z0-9][\w.+-]*$")
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+PERIOD_FORMATS = {"month": "%Y-%m", "day": "%Y-%m-%d", "hour": "%Y-%m-%dT%H"}
+METRICS = ("bytes", "seconds", "records")
+
+REGISTRY_DDL = """
+CREATE TABLE IF NOT EXISTS _rollups (
+    name VARCHAR PRIMARY KEY, config VARCHAR NOT NULL, updated_at TIMESTAMPTZ NOT NULL)
+"""
 
 
 class RollupConfig(StageConfigBase):
+    """A ``rollup`` stage: usage per account (and company) and period, every service in
+    one record, exported to a billing system (see the module docstring)."""
+
     type: Literal["rollup"] = "rollup"
     placement: ClassVar[str] = "manager"
 
+    input: str | None = Field(None, description="source/procedure/stage read; default all")
+    period: Literal["month", "day", "hour"] = "month"
+    account: str = Field("account_id", description="record field that names the account")
+    company: str | None = Field(None, description="record field that names the company")
+    categories: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_CATEGORIES.items()},
+        description="category → service names; any other service counts as 'other'",
+    )
+    time_field: Literal["end_time", "start_time"] = "end_time"
+    grace_s: float = Field(300.0, ge=0, description="wait after a period's end to close it")
+    max_periods_per_run: PositiveInt = Field(1000, description="bound of one catch-up step")
+    export: ExportConfig = Field(default_factory=ExportConfig)
+
+    def references(self) -> list[str]:
+        return [self.input] if self.input else []
+
+    @model_validator(mode="after")
+    def _check(self) -> RollupConfig:
+        for name in (self.account, self.company):
+            if name is not None and not _FIELD.match(name):
+                raise ValueError(f"field name {name!r}: letters, digits and _ only")
+        owner: dict[str, str] = {}
+        for category, services in self.categories.items():
+            if not _CATEGORY.match(category) or category in ("other", "total"):
+                raise ValueError(
+                    f"category {category!r}: lower-case letters, digits and _, "
+                    "and not 'other' or 'total'"
+                )
+            for service in services:
+                if not _SERVICE.match(service):
+                    raise ValueError(f"category {category!r}: bad service name {service!r}")
+                key = service.lower()
+                if key in owner:
+                    raise ValueError(
+                        f"service {service!r} is in categories {owner[key]!r} and {category!r}"
+                    )
+                owner[key] = category
+        return self
+
+    # --- the column set --------------------------------------------------------------------
+
+    def all_categories(self) -> list[str]:
+        return [*self.categories, "other", "total"]
+
+    def metric_columns(self) -> list[str]:
+        return [f"{c}_{m}" for c in self.all_categories() for m in METRICS]
+
+    def account_columns(self) -> list[str]:
+        keys = ["account_id", "company"] if self.company else ["account_id"]
+        return ["period", "period_start", "period_end", *keys, *self.metric_columns()]
+
+    def company_columns(self) -> list[str]:
+        return [
+            "period",
+            "period_start",
+            "period_end",
+            "company",
+            "accounts",
+            *self.metric_columns(),
+        ]
+
+
+# --- periods ---------------------------------------------------------------------------------
+
+
+def period_floor(unit: str, moment: datetime) -> datetime:
+    moment = moment.astimezone(UTC)
+    if unit == "month":
+        return datetime(moment.year, moment.month, 1, tzinfo=UTC)
+    if unit == "day":
+        return datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def period_next(unit: str, start: datetime) -> datetime:
+    if unit == "month":
+        days = calendar.monthrange(start.year, start.month)[1]
+        return start + timedelta(days=days)
+    return start + (timedelta(days=1) if unit == "day" else timedelta(hours=1))
+
+
+def period_name(unit: str, start: datetime) -> str:
+    return start.strftime(PERIOD_FORMATS[unit])
+
+
+def table_names(rollup: str) -> tuple[str, str, str]:
+    """(periods, accounts, companies) table names of ``rollup``."""
+    return (f"rollup_{rollup}_periods", f"rollup_{rollup}_accounts", f"rollup_{rollup}_companies")
+
+
+# --- SQL -------------------------------------------------------------------------------------
+
+
+def _time(config: RollupConfig) -> str:
+    other = "start_time" if config.time_field == "end_time" else "end_time"
+    return f"coalesce({config.time_field}, {other})"
+
+
+def _quote(service: str) -> str:
+    return "'" + service.lower().replace("'", "''") + "'"  # names are validated; still
+
+
+def rollup_sql(config: RollupConfig, spec: InputSpec) -> str:
+    """One GROUPING SETS query: account rows and (with ``company``) company rows of every
+    period in [$lo, $hi), over records up to $high."""
+    listed = [s for services in config.categories.values() for s in services]
+    conditions = {
+        c: f"s IN ({', '.join(_quote(s) for s in services)})" if services else "false"
+        for c, services in config.categories.items()
+    }
+    conditions["other"] = f"s NOT IN ({', '.join(_quote(s) for s in listed)})" if listed else "true"
+    conditions["total"] = "true"
+    metrics = []
+    for category, condition in conditions.items():
+        metrics += [
+            f"CAST(coalesce(sum(bytes) FILTER (WHERE {condition}), 0) AS UBIGINT)"
+            f" AS {category}_bytes",
+            f"coalesce(sum(duration_us) FILTER (WHERE {condition}), 0) / 1e6 AS {category}_seconds",
+            f"count(*) FILTER (WHERE {condition}) AS {category}_records",
+        ]
+    company = f"coalesce(CAST(\"{config.company}\" AS VARCHAR), '')" if config.company else "''"
+    sets = "(period_start, company, account_id)"
+    if config.company:
+        sets += ", (period_start, company)"
+    fmt = PERIOD_FORMATS[config.period]
+    t = _time(config)
+    metric_sql = ",\n               ".join(metrics)
+    return f"""
+        WITH r AS (
+            SELECT date_trunc('{config.period}', {t}) AS period_start,
+                   coalesce(CAST("{config.account}" AS VARCHAR), '') AS account_id,
+                   {company} AS company,
+                   lower(coalesce(service, '')) AS s,
+                   bytes,
+                   CAST(round(duration_s * 1e6) AS BIGINT) AS duration_us
+            FROM records
+            WHERE record_id <= $high AND {t} >= to_timestamp($lo) AND {t} < to_timestamp($hi)
+              AND ({spec.where})
+        )
+        SELECT strftime(period_start, '{fmt}') AS period, period_start,
+               period_start + INTERVAL 1 {config.period} AS period_end,
+               account_id, company, grouping(account_id) AS is_company,
+               count(DISTINCT account_id) AS accounts,
+               {metric_sql}
+        FROM r
+        GROUP BY GROUPING SETS ({sets})
+        ORDER BY period_start, company, account_id NULLS FIRST
+    """
+
+
+def _ddl(config: RollupConfig, rollup: str) -> list[str]:
+    periods, accounts, companies = table_names(rollup)
+    types = {"bytes": "UBIGINT", "seconds": "DOUBLE", "records": "BIGINT"}
+    metrics = ", ".join(
+        f"{c}_{m} {types[m]} NOT NULL" for c in config.all_categories() for m in METRICS
+    )
+    head = (
+        "period VARCHAR NOT NULL, period_start TIMESTAMPTZ NOT NULL, "
+        "period_end TIMESTAMPTZ NOT NULL"
+    )
+    out = [
+        f'CREATE TABLE IF NOT EXISTS "{periods}" (period VARCHAR PRIMARY KEY,'
+        " period_start TIMESTAMPTZ NOT NULL, period_end TIMESTAMPTZ NOT NULL,"
+        " closed_at TIMESTAMPTZ NOT NULL, records BIGINT NOT NULL, bytes UBIGINT NOT NULL,"
+        " accounts BIGINT NOT NULL, companies BIGINT NOT NULL)",
+    ]
+    if config.company:
+        out.append(
+            f'CREATE TABLE IF NOT EXISTS "{accounts}" ({head}, account_id VARCHAR NOT NULL,'
+            f" company VARCHAR NOT NULL, {metrics}, PRIMARY KEY (period, account_id, company))"
+        )
+        out.append(
+            f'CREATE TABLE IF NOT EXISTS "{companies}" ({head}, company VARCHAR NOT NULL,'
+            f" accounts BIGINT NOT NULL, {metrics}, PRIMARY KEY (period, company))"
+        )
+    else:
+        out.append(
+            f'CREATE TABLE IF NOT EXISTS "{accounts}" ({head}, account_id VARCHAR NOT NULL,'
+            f" {metrics}, PRIMARY KEY (period, account_id))"
+        )
+    return out
+
+
+# --- reading closed periods (the stage, the API and the CLI without a manager) -------------
+
+
+def load_config(store: Any, rollup: str) -> RollupConfig:
+    """The config a rollup last ran with, as recorded in the store."""
+    try:
+        table = store.query("SELECT config FROM _rollups WHERE name = $n", {"n": rollup})
+    except StoreError:
+        table = pa.table({"config": pa.array([], pa.string())})
+    if not table.num_rows:
+        raise ExportError(f"no rollup named {rollup!r} in this store")
+    return RollupConfig.model_validate(json.loads(table.column("config")[0].as_py()))
+
+
+def rollup_names(store: Any) -> list[str]:
+    try:
+        return [
+            str(n)
+            for n in store.query("SELECT name FROM _rollups ORDER BY name")
+            .column("name")
+            .to_pylist()
+        ]
+    except StoreError:
+        return []
+
+
+def closed_periods(store: Any, rollup: str) -> list[dict[str, Any]]:
+    """The period rows of ``rollup``, oldest first, with their export history."""
+    periods = table_names(rollup)[0]
+    rows = store.query(f'SELECT * FROM "{periods}" ORDER BY period_start').to_pylist()
+    history: dict[str, list[dict[str, Any]]] = {}
+    for item in export_history(store, rollup):
+        history.setdefault(item["period"], []).append(item)
+    return [
+        {**{k: plain(v) for k, v in row.items()}, "exports": history.get(row["period"], [])}
+        for row in rows
+    ]
+
+
+def load_period(store: Any, config: RollupConfig, period: str) -> PeriodExport:
+    """A closed period's account (and company) records, ordered by company, account."""
+    periods, accounts, companies = table_names(config.name)
+    found = store.query(f'SELECT * FROM "{periods}" WHERE period = $p', {"p": period})
+    if not found.num_rows:
+        raise ExportError(f"rollup {config.name!r}: period {period!r} is not closed")
+    head = found.to_pylist()[0]
+    order = "company, account_id" if config.company else "account_id"
+    parts = {
+        "accounts": Part(
+            config.account_columns(),
+            store.query(
+                f'SELECT * FROM "{accounts}" WHERE period = $p ORDER BY {order}', {"p": period}
+            ).to_pylist(),
+        )
+    }
+    if config.company:
+        parts["companies"] = Part(
+            config.company_columns(),
+            store.query(
+                f'SELECT * FROM "{companies}" WHERE period = $p ORDER BY company', {"p": period}
+            ).to_pylist(),
+        )
+    return PeriodExport(
+        config.name,
+        period,
+        plain(head["period_start"]),
+        plain(head["period_end"]),
+        plain(head["closed_at"]),
+        parts,
+    )
+
+
+def make_exporter(store: Any, config: RollupConfig, data_dir: Any, clock: Any) -> Exporter:
+    periods = table_names(config.name)[0]
+    return Exporter(
+        store,
+        config.name,
+        config.export,
+        data_dir,
+        load=lambda period: load_period(store, config, period),
+        closed_periods=lambda: [
+            str(p)
+            for p in store.query(f'SELECT period FROM "{periods}" ORDER BY period_start')
+            .column("period")
+            .to_pylist()
+        ],
+        clock=clock,
+    )
+
+
+# --- the stage -------------------------------------------------------------------------------
+
 
 class RollupStage:
+    """Closes due periods and exports them; see the module docstring.
+
+    ``run_once`` runs on the stages thread; the API's ``resend`` may run at the same time
+    (the exporter serializes sending)."""
+
     def __init__(self, config: RollupConfig, context: Any) -> None:
         self.config = config
         self.name = config.name
+        self.context = context
+        self.store = context.store
+        self.started_at = float(context.clock())
+        self.spec = (
+            resolve_input(config.input, context.scheme) if config.input else InputSpec("true", {})
+        )
+        self.exporter = make_exporter(self.store, config, context.data_dir, context.clock)
+        self.closed = 0
+        self.last_counts: dict[str, int] = {}
+
+    def ensure_tables(self) -> None:
+        fields = {f.name for f in self.store.fields}
+        for role, name in (("account", self.config.account), ("company", self.config.company)):
+            if name is not None and name not in fields:
+                raise StoreError(
+                    f"rollup {self.name!r}: records have no field {name!r} (its {role}); "
+                    "add it (a procedure's add_fields, or `netdistill fields add`)"
+                )
+        ensure_exports_table(self.store)
+        with self.store.transaction() as tx:
+            tx.execute(REGISTRY_DDL)
+            for statement in _ddl(self.config, self.name):
+                tx.execute(statement)
+            tx.execute(
+                "INSERT OR REPLACE INTO _rollups VALUES (?, ?, to_timestamp(?))",
+                (self.name, self.config.model_dump_json(), tx.now),
+            )
+        self._check_columns()
+
+    def _check_columns(self) -> None:
+        _, accounts, companies = table_names(self.name)
+        expected = {accounts: self.config.account_columns()}
+        if self.config.company:
+            expected[companies] = self.config.company_columns()
+        for table, columns in expected.items():
+            found = (
+                self.store.query(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = $t"
+                    " ORDER BY ordinal_position",
+                    {"t": table},
+                )
+                .column("column_name")
+                .to_pylist()
+            )
+            if found != columns:
+                raise StoreError(
+                    f"rollup {self.name!r}: table {table} was made by a different scheme "
+                    f"(columns {', '.join(found)}); give the rollup a new name or drop it"
+                )
+
+    # --- closing ---------------------------------------------------------------------------
+
+    def _closed_until(self) -> datetime | None:
+        periods = table_names(self.name)[0]
+        value = self.store.query(f'SELECT max(period_end) AS e FROM "{periods}"').column("e")[0]
+        return value.as_py()
+
+    def _first_start(self, high: int) -> datetime | None:
+        closed = self._closed_until()
+        if closed is not None:
+            return closed
+        t = _time(self.config)
+        value = (
+            self.store.query(
+                f"SELECT min({t}) AS t FROM records"
+                f" WHERE record_id <= $high AND ({self.spec.where})",
+                {**self.spec.params, "high": high},
+            )
+            .column("t")[0]
+            .as_py()
+        )
+        return None if value is None else period_floor(self.config.period, value)
+
+    def _due(self, first: datetime, now: float) -> list[datetime]:
+        """Starts of the periods from ``first`` that may close at ``now``."""
+        wait = self.config.grace_s + self.spec.delay_s
+        if now < self.started_at + self.config.grace_s:
+            return []
+        starts: list[datetime] = []
+        start = first
+        while len(starts) < self.config.max_periods_per_run:
+            end = period_next(self.config.period, start)
+            if end.timestamp() + wait > now:
+                break
+            starts.append(start)
+            start = end
+        return starts
+
+    def run_once(self, now: float) -> dict[str, int]:
+        watermark, state = load_watermark(self.store, self.name)
+        row = self.store.query("SELECT max(record_id) AS m FROM records").column("m")[0]
+        high = max(watermark, int(row.as_py() or 0))
+        late = int(state.get("late_records", 0))
+        closed_until = self._closed_until()
+        new_late = 0
+        if closed_until is not None and high > watermark:
+            new_late = int(
+                self.store.query(
+                    f"SELECT count(*) AS n FROM records WHERE record_id > $w"
+                    f" AND record_id <= $high AND {_time(self.config)} < to_timestamp($until)"
+                    f" AND ({self.spec.where})",
+                    {
+                        **self.spec.params,
+                        "w": watermark,
+                        "high": high,
+                        "until": closed_until.timestamp(),
+                    },
+                )
+                .column("n")[0]
+                .as_py()
+            )
+            if new_late:
+                log.warning(
+                    "rollup %s: %d records arrived after their period closed", self.name, new_late
+                )
+        first = self._first_start(high)
+        starts = self._due(first, now) if first is not None else []
+        rows: pa.Table | None = None
+        if starts:
+            lo, hi = starts[0], period_next(self.config.period, starts[-1])
+            rows = self.store.query(
+                rollup_sql(self.config, self.spec),
+                {**self.spec.params, "high": high, "lo": lo.timestamp(), "hi": hi.timestamp()},
+            )
+        if high != watermark or starts:
+            self._close(starts, rows, high, {"late_records": late + new_late})
+        counts = {"periods_closed": len(starts), "late_records": new_late}
+        counts.update(self.exporter.run_pending())
+        self.last_counts = counts
+        return counts
+
+    def _close(
+        self, starts: list[datetime], rows: pa.Table | None, high: int, state: dict[str, Any]
+    ) -> None:
+        periods_table, accounts_table, companies_table = table_names(self.name)
+        period_rows = []
+        accounts = companies = None
+        if rows is not None:
+            is_company = rows.column("is_company").to_pylist()
+            account_mask = pa.array([not c for c in is_company])
+            accounts = rows.filter(account_mask).select(self.config.account_columns())
+            if self.config.company:
+                companies = rows.filter(pa.array(is_company)).select(self.config.company_columns())
+            stats = (
+                accounts.group_by("period")
+                .aggregate(
+                    [("total_records", "sum"), ("total_bytes", "sum"), ("account_id", "count")]
+                )
+                .to_pylist()
+            )
+            by_period = {s["period"]: s for s in stats}
+            company_counts: dict[str, int] = {}
+            if companies is not None:
+                for item in (
+                    companies.group_by("period").aggregate([("company", "count")]).to_pylist()
+                ):
+                    company_counts[item["period"]] = item["company_count"]
+            for start in starts:
+                name = period_name(self.config.period, start)
+                s = by_period.get(name, {})
+                period_rows.append(
+                    {
+                        "period": name,
+                        "period_start": start,
+                        "period_end": period_next(self.config.period, start),
+                        "records": int(s.get("total_records_sum") or 0),
+                        "bytes": int(s.get("total_bytes_sum") or 0),
+                        "accounts": int(s.get("account_id_count") or 0),
+                        "companies": company_counts.get(name, 0),
+                    }
+                )
+        with self.store.transaction() as tx:
+            for p in period_rows:
+                tx.execute(
+                    f'INSERT INTO "{periods_table}" VALUES (?, ?, ?, to_timestamp(?), ?, ?, ?, ?)',
+                    (
+                        p["period"],
+                        p["period_start"],
+                        p["period_end"],
+                        tx.now,
+                        p["records"],
+                        p["bytes"],
+                        p["accounts"],
+                        p["companies"],
+                    ),
+                )
+            if accounts is not None:
+                tx.insert_arrow(accounts_table, accounts)
+            if companies is not None:
+                tx.insert_arrow(companies_table, companies)
+            save_watermark(tx, self.name, high, state)
+        self.closed += len(period_rows)
+        for p in period_rows:
+            log.info(
+                "rollup %s period %s closed: %d records, %d accounts",
+                self.name,
+                p["period"],
+                p["records"],
+                p["accounts"],
+            )
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def periods(self) -> list[dict[str, Any]]:
+        return closed_periods(self.store, self.name)
+
+    def resend(self, period: str, target: str | None = None) -> list[dict[str, Any]]:
+        return self.exporter.resend(period, target)
+
+    def status(self) -> dict[str, Any]:
+        _, state = load_watermark(self.store, self.name)
+        closed_until = self._closed_until()
+        return {
+            "type": "rollup",
+            "period": self.config.period,
+            "closed_until": plain(closed_until) if closed_until else None,
+            "closed_since_start": self.closed,
+            "late_records": int(state.get("late_records", 0)),
+            "last_round": self.last_counts,
+            "export": self.exporter.status(),
+        }
+
+    def router(self) -> Any:
+        """The rollup's API (mounted by ``stages_router``)."""
+        from fastapi import APIRouter, HTTPException
+
+        router = APIRouter()
+        base = f"/api/rollups/{self.name}/periods"
+
+        @router.get(base)
+        def list_periods() -> dict[str, Any]:
+            return {"rollup": self.name, **self.status(), "periods": self.periods()}
+
+        @router.get(base + "/{period}")
+        def get_period(period: str) -> dict[str, Any]:
+            try:
+                export = load_period(self.store, self.config, period)
+            except ExportError as exc:
+                raise HTTPException(status_code=404, detail=str(exc)) from None
+            return json.loads(render_body(export))
+
+        @router.post(base + "/{period}/resend")
+        def resend(period: str, target: str | None = None) -> dict[str, Any]:
+            try:
+                return {"results": self.resend(period, target)}
+            except ExportError as exc:
+                raise HTTPException(status_code=404, detail=str(exc)) from None
+
+        return router

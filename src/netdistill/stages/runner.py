@@ -90,4 +90,7 @@ def stages_router(runner: StageRunner) -> APIRouter:
             raise HTTPException(status_code=500, detail={"counts": counts, **runner.errors})
         return {"counts": counts}
 
+    for stage in runner.stages:  # a stage's own API (rollup periods, …), when it has one
+        if hasattr(stage, "router"):
+            router.include_router(stage.router())
     return router
