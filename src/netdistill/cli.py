@@ -553,6 +553,9 @@ def _change_field(data_dir: Path, method: str, *args: str) -> None:
             store.close()
 
 
+import netdistill.cli_report  # noqa: E402,F401  (registers 'netdistill report')
+
+
 def main() -> None:
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     app()

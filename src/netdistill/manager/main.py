@@ -30,6 +30,7 @@ from netdistill.manager.discovery import (
 from netdistill.manager.jobs import Every
 from netdistill.manager.monitor import Monitor
 from netdistill.manager.windows import WindowJob
+from netdistill.reports.api import reports_router
 from netdistill.scheme.models import ManagerConfig
 from netdistill.stages.runner import StageRunner, stages_router
 from netdistill.store import Store
@@ -123,6 +124,7 @@ class Manager:
             guarded=[
                 self.monitor.router(),
                 self.windows.router(),
+                reports_router(self.store),
                 *([stages_router(self.stages)] if self.stages is not None else []),
                 *self.guarded,
             ],
