@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 
 from netdistill import __version__
+from netdistill.cli_export import export_app
 from netdistill.errors import NetdistillError, SchemeError
 
 app = typer.Typer(
@@ -35,6 +36,7 @@ fields_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(fields_app, name="fields")
+app.add_typer(export_app, name="export")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
