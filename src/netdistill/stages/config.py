@@ -76,3 +76,7 @@ def check_references(scheme: Any) -> None:
                     f"stage {stage.name!r} reads {name!r}: no source, procedure or stage has "
                     f"that name (known: {', '.join(sorted(known)) or 'none'})"
                 )
+        # a type's own checks against the scheme (fields its expressions read …)
+        check_in_scheme = getattr(stage, "check_in_scheme", None)
+        if check_in_scheme is not None:
+            check_in_scheme(scheme)

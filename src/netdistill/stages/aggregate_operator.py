@@ -1,0 +1,346 @@
+"""The columnar aggregation operator behind the ``aggregate`` stage: pure, no I/O.
+
+``Aggregator.process(batch, now)`` folds a batch of records into partial state;
+``flush(now)`` returns the groups that are due and forgets them. Everything is a polars
+``group_by`` over whole batches: a batch is reduced to one partial row per group, and
+partials are combined with a second ``group_by`` (sum of sums, min of mins, first of
+firsts in arrival order …). Without thresholds, partials of successive batches are only
+appended and combined when the state is read (``flush``, ``state``), so a batch costs one
+``group_by`` over itself, whatever the number of open groups.
+
+State columns (``state()``, restored with ``load_state``): the group keys, ``_bin``
+(time bin number: ``time_field`` // ``bin_s``), ``_rows`` (records in the partial),
+``_opened`` (stage clock when the partial opened), ``_pr``/``_pb`` (piece numbers, see
+thresholds) and one or two columns per accumulator: ``sum``/``count``/``min``/``max``/
+``first``/``last`` keep their running value, ``avg`` a sum and a count
+(``<out>__sum``, ``<out>__n``), ``count_distinct`` the list of distinct values seen
+(``<out>__set``). ``runs()`` holds, per group and bin, the records and bytes counted so
+far (``_run_n``, ``_run_b``), used only with thresholds.
+
+When a group is due:
+
+* its bin has closed: ``(bin + 1) * bin_s + grace_s <= now``;
+* it has been open ``max_age_s`` (stage clock): emitted and restarted;
+* thresholds, exact and order-preserving: with ``max_records: N`` record *k* (0-based,
+  counting every record of the group and bin in arrival order) belongs to piece
+  ``k // N``; with ``max_bytes: B`` to piece ``bytes_before_it // B``, where
+  ``bytes_before_it`` is the group's running byte total before that record — a piece ends
+  with the record that takes the running total past a multiple of B. A piece is emitted
+  as soon as a later piece has begun or its count is complete, so a group of 250 records
+  with ``max_records: 100`` gives pieces of 100, 100 and (at bin close) 50.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import polars as pl
+import pyarrow as pa
+
+FUNCTIONS = ("sum", "count", "min", "max", "avg", "count_distinct", "first", "last")
+_CALL = re.compile(r"^\s*([a-z_]+)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)?\s*\)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Accumulator:
+    """``out = function(field)``; ``field`` is empty for ``count()`` (every record)."""
+
+    out: str
+    function: str
+    field: str
+
+    @classmethod
+    def parse(cls, out: str, text: str) -> Accumulator:
+        match = _CALL.match(text)
+        if match is None:
+            raise ValueError(f"{out}: {text!r} is not 'function(field)'")
+        function, field = match.group(1), match.group(2) or ""
+        if function not in FUNCTIONS:
+            raise ValueError(f"{out}: unknown function {function!r} ({', '.join(FUNCTIONS)})")
+        if not field and function != "count":
+            raise ValueError(f"{out}: {function}() needs a field")
+        return cls(out, function, field)
+
+    def partial(self) -> list[pl.Expr]:
+        """Reduce records to this accumulator's partial state (one group)."""
+        col = pl.col(self.field) if self.field else None
+        o = self.out
+        if self.function == "count":
+            return [(pl.len() if col is None else col.count()).cast(pl.Int64).alias(o)]
+        assert col is not None
+        if self.function == "avg":
+            return [col.sum().cast(pl.Float64).alias(f"{o}__sum"), col.count().alias(f"{o}__n")]
+        if self.function == "count_distinct":
+            return [col.drop_nulls().unique().alias(f"{o}__set")]
+        return [getattr(col, self.function)().alias(o)]
+
+    def combine(self) -> list[pl.Expr]:
+        """Combine partial states (rows in arrival order) into one."""
+        o = self.out
+        if self.function in ("sum", "count"):
+            return [pl.col(o).sum()]
+        if self.function == "avg":
+            return [pl.col(f"{o}__sum").sum(), pl.col(f"{o}__n").sum()]
+        if self.function == "count_distinct":
+            return [pl.col(f"{o}__set").explode().drop_nulls().unique()]
+        return [getattr(pl.col(o), self.function)()]
+
+    def final(self) -> pl.Expr:
+        """The emitted value from the partial state."""
+        o = self.out
+        if self.function == "avg":
+            return (pl.col(f"{o}__sum") / pl.col(f"{o}__n")).alias(o)
+        if self.function == "count_distinct":
+            return pl.col(f"{o}__set").list.len().cast(pl.Int64).alias(o)
+        return pl.col(o)
+
+    def state_columns(self) -> list[str]:
+        if self.function == "avg":
+            return [f"{self.out}__sum", f"{self.out}__n"]
+        if self.function == "count_distinct":
+            return [f"{self.out}__set"]
+        return [self.out]
+
+
+DEFAULT_ACCUMULATE: dict[str, str] = {
+    "bytes": "sum(bytes)",
+    "packets": "sum(packets)",
+    "records": "count()",
+    "start_time": "min(start_time)",
+    "end_time": "max(end_time)",
+}
+
+
+class Aggregator:
+    """Group-by-and-accumulate over record batches. Not thread-safe: one caller."""
+
+    def __init__(
+        self,
+        by: Sequence[str],
+        accumulate: Mapping[str, str] | None = None,
+        *,
+        time_field: str = "start_time",
+        bin_s: float = 300.0,
+        grace_s: float = 0.0,
+        max_records: int | None = None,
+        max_bytes: int | None = None,
+        max_age_s: float | None = None,
+        bytes_field: str = "bytes",
+    ) -> None:
+        self.by = list(by)
+        self.accumulators = [
+            Accumulator.parse(o, t) for o, t in (accumulate or DEFAULT_ACCUMULATE).items()
+        ]
+        self.time_field = time_field
+        self.bin_us = round(bin_s * 1e6)
+        self.bin_s = bin_s
+        self.grace_s = grace_s
+        self.max_records = max_records
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self.bytes_field = bytes_field
+        self._group = [*self.by, "_bin"]
+        self._piece = [*self._group, "_pr", "_pb"]
+        self._partials: list[pl.DataFrame] = []  # not yet combined, arrival order
+        self._state: pl.DataFrame | None = None  # combined
+        self._runs: pl.DataFrame | None = None  # thresholds: counts per group so far
+        self._due: list[pl.DataFrame] = []  # pieces closed by a threshold
+        self._partial_exprs = [e for a in self.accumulators for e in a.partial()]
+        self._combine_exprs = [e for a in self.accumulators for e in a.combine()]
+        self._combine_exprs += [pl.col("_rows").sum(), pl.col("_opened").min()]
+
+    @property
+    def thresholds(self) -> bool:
+        return self.max_records is not None or self.max_bytes is not None
+
+    # --- folding ---------------------------------------------------------------------------
+
+    def _binned(self, batch: pa.Table | pl.DataFrame) -> pl.DataFrame:
+        frame = batch if isinstance(batch, pl.DataFrame) else pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        epoch = pl.col(self.time_field).dt.epoch("us")
+        return frame.with_columns((epoch // self.bin_us).alias("_bin"))
+
+    def process(self, batch: pa.Table | pl.DataFrame, now: float) -> int:
+        """Fold ``batch`` (records in arrival order) into the state; returns its rows."""
+        frame = self._binned(batch)
+        if not frame.height:
+            return 0
+        if not self.thresholds:
+            partial = frame.group_by(self._group).agg(
+                *self._partial_exprs, pl.len().cast(pl.Int64).alias("_rows")
+            )
+            self._partials.append(
+                partial.with_columns(
+                    pl.lit(now, pl.Float64).alias("_opened"),
+                    pl.lit(0, pl.Int64).alias("_pr"),
+                    pl.lit(0, pl.Int64).alias("_pb"),
+                )
+            )
+            if sum(p.height for p in self._partials) > 4 * max(self._state_height(), 1 << 16):
+                self._combine()
+            return frame.height
+        self._process_pieces(frame, now)
+        return frame.height
+
+    def _process_pieces(self, frame: pl.DataFrame, now: float) -> None:
+        """Threshold path: number every record's piece, then combine at once."""
+        runs = self._runs if self._runs is not None else self._empty_runs(frame)
+        frame = frame.join(runs, on=self._group, how="left", nulls_equal=True).with_columns(
+            pl.col("_run_n").fill_null(0), pl.col("_run_b").fill_null(0)
+        )
+        bytes_col = pl.col(self.bytes_field).cast(pl.Int64).fill_null(0)
+        before_n = pl.col("_run_n") + pl.int_range(pl.len()).over(self._group)
+        before_b = pl.col("_run_b") + (bytes_col.cum_sum() - bytes_col).over(self._group)
+        frame = frame.with_columns(
+            (before_n // self.max_records if self.max_records else pl.lit(0, pl.Int64))
+            .cast(pl.Int64)
+            .alias("_pr"),
+            (before_b // self.max_bytes if self.max_bytes else pl.lit(0, pl.Int64))
+            .cast(pl.Int64)
+            .alias("_pb"),
+        )
+        totals = frame.group_by(self._group).agg(
+            (pl.col("_run_n").first() + pl.len()).cast(pl.Int64).alias("_run_n"),
+            (pl.col("_run_b").first() + bytes_col.sum()).cast(pl.Int64).alias("_run_b"),
+        )
+        partial = frame.group_by(self._piece).agg(
+            *self._partial_exprs, pl.len().cast(pl.Int64).alias("_rows")
+        )
+        self._partials.append(partial.with_columns(pl.lit(now, pl.Float64).alias("_opened")))
+        self._combine()
+        self._runs = pl.concat(
+            [runs.join(totals, on=self._group, how="anti", nulls_equal=True), totals],
+            how="vertical_relaxed",
+        )
+        assert self._state is not None
+        state = self._state.join(self._runs, on=self._group, how="left", nulls_equal=True)
+        closed = pl.lit(False)
+        if self.max_records:
+            closed = closed | (pl.col("_pr") < pl.col("_run_n") // self.max_records)
+        if self.max_bytes:
+            closed = closed | (pl.col("_pb") < pl.col("_run_b") // self.max_bytes)
+        state = state.with_columns(closed.alias("_closed")).drop("_run_n", "_run_b")
+        done = state.filter(pl.col("_closed")).drop("_closed")
+        if done.height:
+            self._due.append(done)
+        self._state = state.filter(~pl.col("_closed")).drop("_closed")
+
+    def _empty_runs(self, frame: pl.DataFrame) -> pl.DataFrame:
+        return (
+            frame.select(self._group)
+            .clear()
+            .with_columns(pl.lit(0, pl.Int64).alias("_run_n"), pl.lit(0, pl.Int64).alias("_run_b"))
+        )
+
+    def _state_height(self) -> int:
+        return self._state.height if self._state is not None else 0
+
+    def _combine(self) -> None:
+        parts = ([self._state] if self._state is not None else []) + self._partials
+        if not parts:
+            return
+        self._partials = []
+        if len(parts) == 1:
+            self._state = parts[0]
+            return
+        stacked = pl.concat(parts, how="vertical_relaxed")
+        self._state = stacked.group_by(self._piece).agg(*self._combine_exprs)
+
+    # --- emitting --------------------------------------------------------------------------
+
+    def flush(self, now: float) -> pa.Table:
+        """The groups due at ``now`` (see the module doc), as an Arrow table: the group
+        keys, ``bin_start``, ``bin_end`` and one column per accumulator."""
+        self._combine()
+        due = list(self._due)
+        self._due = []
+        if self._state is not None and self._state.height:
+            bin_closed = (pl.col("_bin") + 1) * self.bin_s + self.grace_s <= now
+            condition = bin_closed
+            if self.max_age_s is not None:
+                condition = condition | (pl.col("_opened") + self.max_age_s <= now)
+            state = self._state.with_columns(condition.alias("_due"))
+            emitted = state.filter(pl.col("_due")).drop("_due")
+            if emitted.height:
+                due.append(emitted)
+                self._state = state.filter(~pl.col("_due")).drop("_due")
+                if self._runs is not None:
+                    # a closed bin or an aged group restarts its counts
+                    gone = emitted.select(self._group).unique()
+                    self._runs = self._runs.join(gone, on=self._group, how="anti", nulls_equal=True)
+        if self._runs is not None and self._runs.height:
+            self._runs = self._runs.filter((pl.col("_bin") + 1) * self.bin_s + self.grace_s > now)
+        if not due:
+            return (
+                pa.table({})
+                if self._state is None
+                else self._finish(self._state.clear()).to_arrow()
+            )
+        return self._finish(pl.concat(due, how="vertical_relaxed")).to_arrow()
+
+    def _finish(self, state: pl.DataFrame) -> pl.DataFrame:
+        bin_start = (
+            (pl.col("_bin") * self.bin_us).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+        )
+        bin_end = ((pl.col("_bin") + 1) * self.bin_us).cast(pl.Datetime("us"))
+        return state.sort([*self._group, "_pr", "_pb"]).select(
+            *self.by,
+            bin_start.alias("bin_start"),
+            bin_end.dt.replace_time_zone("UTC").alias("bin_end"),
+            *[a.final() for a in self.accumulators],
+        )
+
+    # --- persistence -----------------------------------------------------------------------
+
+    def state(self) -> pa.Table:
+        """The open partials (combined), to be persisted and given to ``load_state``."""
+        self._combine()
+        if self._state is None:
+            return pa.table({})
+        return self._state.to_arrow()
+
+    def runs(self) -> pa.Table:
+        if self._runs is None:
+            return pa.table({})
+        return self._runs.to_arrow()
+
+    def load_state(self, state: pa.Table, runs: pa.Table | None = None) -> None:
+        """Restore what ``state()`` and ``runs()`` returned (e.g. after a restart)."""
+        self._partials, self._due = [], []
+        self._state = _frame(state) if state.num_columns else None
+        self._runs = _frame(runs) if runs is not None and runs.num_columns else None
+
+    def open_groups(self) -> int:
+        self._combine()
+        return self._state_height()
+
+    def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
+        """The schema ``flush`` returns for records of ``input_schema``."""
+        empty = pa.table({f.name: pa.array([], f.type) for f in input_schema}, schema=input_schema)
+        probe = Aggregator(
+            self.by,
+            {a.out: _text(a) for a in self.accumulators},
+            time_field=self.time_field,
+            bin_s=self.bin_s,
+        )
+        frame = probe._binned(empty)
+        partial = frame.group_by(probe._group).agg(
+            *probe._partial_exprs, pl.len().cast(pl.Int64).alias("_rows")
+        )
+        partial = partial.with_columns(
+            pl.lit(0.0).alias("_opened"), pl.lit(0).alias("_pr"), pl.lit(0).alias("_pb")
+        )
+        return probe._finish(partial).to_arrow().schema
+
+
+def _text(accumulator: Accumulator) -> str:
+    return f"{accumulator.function}({accumulator.field})"
+
+
+def _frame(table: pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
