@@ -284,19 +284,19 @@ class Exporter:
 
     def _record(
         self, export: PeriodExport, target: str, kind: str, sha256: str, outcome: str, detail: str
-    ) -> bool:
-        """Add the attempt to ``exports``; a scheduled ``ok`` only once. True if added."""
+    ) -> None:
+        """Add the attempt to ``exports``; a scheduled ``ok`` only if none is there yet
+        (checked by the insert itself, inside the store's write lock)."""
+        once = kind == SCHEDULED and outcome == "ok"
         with self.store.transaction() as tx:
-            if kind == SCHEDULED and outcome == "ok":
-                done = tx.query(
-                    "SELECT count(*) AS n FROM exports WHERE rollup = ? AND period = ?"
-                    " AND target = ? AND kind = ? AND outcome = 'ok'",
-                    (self.rollup, export.period, target, SCHEDULED),
-                ).to_pylist()[0]["n"]
-                if done:
-                    return False
             tx.execute(
-                "INSERT INTO exports VALUES (?, ?, ?, ?, to_timestamp(?), ?, ?, ?, ?)",
+                "INSERT INTO exports SELECT ?, ?, ?, ?, to_timestamp(?), ?, ?, ?, ?"
+                + (
+                    " WHERE NOT EXISTS (SELECT 1 FROM exports WHERE rollup = ? AND period = ?"
+                    " AND target = ? AND kind = 'scheduled' AND outcome = 'ok')"
+                    if once
+                    else ""
+                ),
                 (
                     self.rollup,
                     export.period,
@@ -307,9 +307,9 @@ class Exporter:
                     sha256,
                     outcome,
                     detail,
+                    *((self.rollup, export.period, target) if once else ()),
                 ),
             )
-        return True
 
     def send(self, period: str, target: str, kind: str) -> dict[str, Any]:
         """Export ``period`` to ``target`` now and record the attempt; returns the record."""

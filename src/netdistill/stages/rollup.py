@@ -67,6 +67,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field, PositiveInt, model_validator
 
 from netdistill.accounting.export import (
@@ -269,7 +270,7 @@ def rollup_sql(config: RollupConfig, spec: InputSpec) -> str:
         )
         SELECT strftime(period_start, '{fmt}') AS period, period_start,
                period_start + INTERVAL 1 {config.period} AS period_end,
-               account_id, company, grouping(account_id) AS is_company,
+               account_id, company, grouping(account_id) = 1 AS is_company,
                count(DISTINCT account_id) AS accounts,
                {metric_sql}
         FROM r
@@ -551,11 +552,10 @@ class RollupStage:
         period_rows = []
         accounts = companies = None
         if rows is not None:
-            is_company = rows.column("is_company").to_pylist()
-            account_mask = pa.array([not c for c in is_company])
-            accounts = rows.filter(account_mask).select(self.config.account_columns())
+            is_company = rows.column("is_company")
+            accounts = rows.filter(pc.invert(is_company)).select(self.config.account_columns())
             if self.config.company:
-                companies = rows.filter(pa.array(is_company)).select(self.config.company_columns())
+                companies = rows.filter(is_company).select(self.config.company_columns())
             stats = (
                 accounts.group_by("period")
                 .aggregate(
