@@ -129,8 +129,6 @@ class Monitor:
             {"kind": SILENT},
         ).to_pylist()
         self._open: dict[str, int] = {r["subject"]: r["id"] for r in rows}
-        last = store.query("SELECT max(id) AS m FROM alerts").to_pylist()[0]["m"]
-        self._next_id = (last or 0) + 1
         self._job = Every(self.config.check_interval_s, self.check, name="silence check")
 
     # --- heartbeats and alerts -------------------------------------------------------------
@@ -176,13 +174,18 @@ class Monitor:
                     f"({self.config.silence_intervals} intervals of {state.interval_s:g} s); "
                     f"last from {state.address or '?'}"
                 )
+                # the id is taken in the INSERT: alert stages (stages/alerts.py) write
+                # this table too, so an id counted here could already be used
                 execute(
                     self.store,
-                    "INSERT INTO alerts VALUES (?, to_timestamp(?), ?, ?, ?, NULL)",
-                    (self._next_id, now, SILENT, state.name, detail),
+                    "INSERT INTO alerts SELECT coalesce(max(id), 0) + 1, to_timestamp(?), ?,"
+                    " ?, ?, NULL FROM alerts",
+                    (now, SILENT, state.name, detail),
                 )
-                self._open[state.name] = self._next_id
-                self._next_id += 1
+                self._open[state.name] = self.store.query(
+                    "SELECT max(id) AS m FROM alerts WHERE kind = $k AND subject = $s",
+                    {"k": SILENT, "s": state.name},
+                ).to_pylist()[0]["m"]
                 raised.append(state.name)
                 log.warning("ALERT gatherer %s is silent: %s", state.name, detail)
         return raised

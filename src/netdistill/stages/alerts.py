@@ -79,7 +79,7 @@ _DDL = """
 CREATE TABLE IF NOT EXISTS alert_tasks (
     rule VARCHAR NOT NULL, alert_id BIGINT NOT NULL, transition VARCHAR NOT NULL,
     action_index INTEGER NOT NULL, action VARCHAR NOT NULL, subject VARCHAR NOT NULL,
-    detail VARCHAR, at DOUBLE NOT NULL, attempts INTEGER NOT NULL, next_at DOUBLE NOT NULL,
+    detail VARCHAR, event_at DOUBLE NOT NULL, attempts INTEGER NOT NULL, next_at DOUBLE NOT NULL,
     state VARCHAR NOT NULL, PRIMARY KEY (rule, alert_id, transition, action_index));
 CREATE TABLE IF NOT EXISTS alert_actions (
     id BIGINT PRIMARY KEY, alert_id BIGINT NOT NULL, rule VARCHAR NOT NULL,
@@ -392,7 +392,7 @@ class AlertStage:
                 subject=task["subject"],
                 state=task["transition"],
                 detail=task["detail"] or "",
-                at=task["at"],
+                at=task["event_at"],
                 per=per,
             )
             started = self.context.clock()

@@ -431,4 +431,4 @@ class StoreWriter:
 
     def query(self, sql: str, params: Sequence[object] = ()) -> pa.Table:
         """Read inside the transaction (sees its own writes)."""
-        return self._conn.execute(sql, list(params)).fetch_arrow_table()
+        return self._conn.sql(sql, params=list(params) or None).to_arrow_table()

@@ -9,7 +9,7 @@ is the alert's subject and that has a session id, latest ``end_time`` first. Fro
 the request takes User-Name, Acct-Session-Id, Framed-IP-Address (IPv4 ``src_ip``) and
 NAS-IP-Address (the record's ``exporter``, the NAS address the accounting source
 stored), plus the configured ``attributes`` (e.g. ``Filter-Id``). It is sent to ``nas``
-or, by default, to the exporter's address on port 3799 (RFC 5176 §3.4).
+or, by default, to the exporter's address on ``port`` (3799, RFC 5176 §3.4).
 
 The Request Authenticator is the MD5 over the packet with the shared secret (RFC 5176
 §3.3, as for accounting) and a Message-Authenticator (RFC 3579 §3.2) is added unless
@@ -55,8 +55,9 @@ class RadiusConfig(BaseModel):
     request: Literal["disconnect", "coa"]
     secret: str = Field(min_length=1, description="shared secret with the NAS")
     nas: str | None = Field(
-        None, description="host:port to send to; default the session's NAS on port 3799"
+        None, description="host:port to send to; default the session's NAS on ``port``"
     )
+    port: int = Field(COA_PORT, ge=1, le=65535, description="the NAS's Dynamic Authorization port")
     attributes: dict[str, str | int] = Field(
         default_factory=dict, description="added to the request, e.g. {Filter-Id: suspended}"
     )
@@ -132,7 +133,7 @@ class RadiusAction:
         if self.config.nas:
             host, port = _split_host_port(self.config.nas)
         elif session["exporter"]:
-            host, port = str(session["exporter"]), COA_PORT
+            host, port = str(session["exporter"]), self.config.port
         else:
             return Outcome(False, "the session has no NAS address (exporter) and no nas is set")
         client = Client(
