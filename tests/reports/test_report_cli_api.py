@@ -74,6 +74,14 @@ def test_api_routes_need_the_token_and_save_run_delete(tmp_path):
             wrong = client.request(method, url, headers={"authorization": "Bearer x"}, **kwargs)
             assert wrong.status_code == 401, url
         client.headers["authorization"] = "Bearer t"
+        documented = client.get("/openapi.json").json()["paths"]["/api/reports/{name}/run"]
+        assert [p["name"] for p in documented["get"]["parameters"]] == [
+            "name",
+            "from",
+            "to",
+            "param",
+            "format",
+        ]
         catalogue = client.get("/api/reports").json()
         gaps = next(r for r in catalogue if r["name"] == "audit_gaps")
         assert [p["name"] for p in gaps["params"]] == ["from", "to", "source", "bucket_minutes"]
