@@ -5,12 +5,14 @@ While a manager runs on the data directory, both commands go through its API (th
 file is its alone); otherwise they open the store directly, and ``resend`` uses the
 export settings the rollup last ran with (recorded in the store).
 
-    netdistill export list [NAME]
+    netdistill export list [NAME] [--format json]
     netdistill export resend NAME --period 2026-11 [--target file|http]
 """
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -140,12 +142,19 @@ def _summary(exports: list[dict[str, Any]]) -> str:
 def list_periods(
     name: Annotated[str | None, typer.Argument(help="A rollup; default every rollup.")] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
+    format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
 ) -> None:
     """List each rollup's closed periods and how their exports went."""
+    if format not in ("table", "json"):
+        raise _fail(f"unknown format {format!r}: expected table or json")
     try:
         source = _open(data_dir, write=False)
         try:
             names = [name] if name else source.names()
+            if format == "json":
+                listing = {rollup: source.periods(rollup) for rollup in names}
+                sys.stdout.write(json.dumps(listing, indent=1, default=str) + "\n")
+                return
             view = Table(
                 "rollup",
                 "period",
