@@ -107,6 +107,8 @@ else:
 class _Context:
     sources: frozenset[str] | None  # None: the section failed; skip that check
     catalogue: Catalogue | None
+    #: stages whose output is records (a trigger may name one); None: not known
+    stages: frozenset[str] | None = frozenset()
 
 
 _CONTEXT: ContextVar[_Context | None] = ContextVar("procedure_context", default=None)
@@ -121,7 +123,12 @@ class ProcedureConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
-    trigger: str = Field(description="name of the source whose records start it")
+    trigger: str = Field(
+        description="name of the source (or stage with output: records) whose records start it"
+    )
+    where: str | None = Field(
+        None, description="boolean expression (expr/): the trigger's records it takes"
+    )
     description: str = ""
     enabled: bool = True
     pass_through: bool = Field(True, description="keep unlisted trigger fields as they came")
@@ -135,9 +142,14 @@ class ProcedureConfig(BaseModel):
     @field_validator("trigger")
     @classmethod
     def _known_trigger(cls, value: str) -> str:
-        sources = (_CONTEXT.get() or _NO_CONTEXT).sources
+        context = _CONTEXT.get() or _NO_CONTEXT
+        sources, stages = context.sources, context.stages
         if sources is not None and value not in sources:
+            if stages is None or value in stages:
+                return value
             known = ", ".join(sorted(sources)) or "none"
+            if stages:
+                known += f"; stages with output: records: {', '.join(sorted(stages))}"
             raise ValueError(f"no source named {value!r} (sources: {known})")
         return value
 
@@ -188,17 +200,43 @@ def _with_context(value: Any, handler: Any, info: ValidationInfo) -> Any:
     data = info.data
     sources = frozenset(s.name for s in data["sources"]) if "sources" in data else None
     catalogue = catalogue_of(data["lookups"]) if "lookups" in data else None
-    token = _CONTEXT.set(_Context(sources, catalogue))
+    stages = (
+        frozenset(s.name for s in data["stages"] if getattr(s, "output", None) == "records")
+        if "stages" in data
+        else None
+    )
+    token = _CONTEXT.set(_Context(sources, catalogue, stages))
     try:
         procedures = handler(value)
     finally:
         _CONTEXT.reset(token)
+    if sources is not None and stages is not None:
+        _check_where(procedures, data)
     seen: set[str] = set()
     for procedure in procedures:
         if procedure.name in seen:
             raise ValueError(f"two procedures are named {procedure.name!r}")
         seen.add(procedure.name)
     return procedures
+
+
+def _check_where(procedures: Sequence[ProcedureConfig], data: Mapping[str, Any]) -> None:
+    """A procedure's ``where`` reads fields its trigger's records have."""
+    from types import SimpleNamespace
+
+    from netdistill.stages.filter import check_expression, input_field_types
+
+    scheme = SimpleNamespace(
+        sources=data["sources"], procedures=procedures, stages=data.get("stages", [])
+    )
+    for index, procedure in enumerate(procedures):
+        if procedure.where is None:
+            continue
+        try:
+            types = input_field_types(procedure.trigger, scheme)
+            check_expression(procedure.where, types, f"procedure {procedure.name!r}")
+        except ValueError as exc:
+            raise _type_error((index, "where"), str(exc), procedure.where) from None
 
 
 def _unique_lookups(value: Any, handler: Any) -> Any:
@@ -231,7 +269,7 @@ class ProcedureChangeError(NetdistillError):
     """A change to an enabled procedure's enhancements (disable it first)."""
 
 
-_FROZEN_WHILE_ENABLED = ("trigger", "pass_through", "add_fields", "fields")
+_FROZEN_WHILE_ENABLED = ("trigger", "where", "pass_through", "add_fields", "fields")
 
 
 def check_procedure_change(old: ProcedureConfig, new: ProcedureConfig) -> None:

@@ -95,8 +95,9 @@ class Scheme(Model):
     gatherers: list[GathererConfig] = Field(default_factory=list)
     demo: DemoConfig | None = None
     lookups: LookupsSection = Field(default_factory=list)
-    procedures: ProceduresSection = Field(default_factory=list)
+    # stages before procedures: a procedure's trigger may name a stage (output: records)
     stages: StagesSection = Field(default_factory=list)
+    procedures: ProceduresSection = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_source_names(self) -> Scheme:

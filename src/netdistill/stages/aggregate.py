@@ -56,7 +56,12 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_
 
 from netdistill.expr.types import group
 from netdistill.records.fields import FIELD_TYPES
-from netdistill.stages.aggregate_operator import DEFAULT_ACCUMULATE, Accumulator, Aggregator
+from netdistill.stages.aggregate_operator import (
+    DEFAULT_ACCUMULATE,
+    Accumulator,
+    Aggregator,
+    to_arrow,
+)
 from netdistill.stages.base import (
     StageConfigBase,
     StageContext,
@@ -346,7 +351,7 @@ class AggregateStage:
         frame = frame.drop("bin_start", "bin_end").with_columns(
             pl.lit(self.name).alias("source"), pl.lit(self.name).alias("procedure")
         )
-        return self.context.enhance(self.name, frame.to_arrow())
+        return self.context.enhance(self.name, to_arrow(frame))
 
     def status(self) -> dict[str, Any]:
         return {

@@ -246,7 +246,7 @@ class Aggregator:
         if len(parts) == 1:
             self._state = parts[0]
             return
-        stacked = pl.concat(parts, how="vertical_relaxed")
+        stacked = pl.concat(parts, how="diagonal_relaxed")
         self._state = stacked.group_by(self._piece).agg(*self._combine_exprs)
 
     # --- emitting --------------------------------------------------------------------------
@@ -275,11 +275,9 @@ class Aggregator:
             self._runs = self._runs.filter((pl.col("_bin") + 1) * self.bin_s + self.grace_s > now)
         if not due:
             return (
-                pa.table({})
-                if self._state is None
-                else self._finish(self._state.clear()).to_arrow()
+                pa.table({}) if self._state is None else to_arrow(self._finish(self._state.clear()))
             )
-        return self._finish(pl.concat(due, how="vertical_relaxed")).to_arrow()
+        return to_arrow(self._finish(pl.concat(due, how="vertical_relaxed")))
 
     def _finish(self, state: pl.DataFrame) -> pl.DataFrame:
         bin_start = (
@@ -300,12 +298,12 @@ class Aggregator:
         self._combine()
         if self._state is None:
             return pa.table({})
-        return self._state.to_arrow()
+        return to_arrow(self._state)
 
     def runs(self) -> pa.Table:
         if self._runs is None:
             return pa.table({})
-        return self._runs.to_arrow()
+        return to_arrow(self._runs)
 
     def load_state(self, state: pa.Table, runs: pa.Table | None = None) -> None:
         """Restore what ``state()`` and ``runs()`` returned (e.g. after a restart)."""
@@ -333,7 +331,23 @@ class Aggregator:
         partial = partial.with_columns(
             pl.lit(0.0).alias("_opened"), pl.lit(0).alias("_pr"), pl.lit(0).alias("_pb")
         )
-        return probe._finish(partial).to_arrow().schema
+        return to_arrow(probe._finish(partial)).schema
+
+
+def _plain(type_: pa.DataType) -> pa.DataType:
+    if pa.types.is_large_string(type_) or pa.types.is_string_view(type_):
+        return pa.string()
+    if pa.types.is_large_list(type_) or pa.types.is_list(type_):
+        return pa.list_(_plain(type_.value_type))
+    return type_
+
+
+def to_arrow(frame: pl.DataFrame) -> pa.Table:
+    """``frame`` as Arrow with plain strings and lists (polars makes large ones), the
+    types the rest of the code and ``records/schema.py`` build."""
+    table = frame.to_arrow()
+    schema = pa.schema([f.with_type(_plain(f.type)) for f in table.schema])
+    return table if schema == table.schema else table.cast(schema)
 
 
 def _text(accumulator: Accumulator) -> str:
