@@ -60,7 +60,7 @@ class CoaListener:
                 continue
             attributes = {
                 DICTIONARY.attributes[key].name if isinstance(key, int) else key: request[key]
-                for key in request
+                for key in request.keys()  # noqa: SIM118 (Packet.keys() gives names)
             }
             attributes.pop("Message-Authenticator", None)
             self.requests.append({"code": request.code, "attributes": attributes})
