@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -377,4 +378,31 @@ def test_missing_company_field_is_a_clear_error(tmp_path: Path) -> None:
     scheme = parse_scheme("stages:\n  - {name: r, type: rollup, company: firm}\n")
     with pytest.raises(StoreError, match="records have no field 'firm'"):
         StageRunner(StageContext(store, scheme, tmp_path))
+    store.close()
+
+
+def test_input_selects_the_records_of_one_procedure(tmp_path: Path) -> None:
+    from netdistill.stages.base import StageContext
+    from netdistill.stages.runner import StageRunner
+
+    clock = Clock(OCT)
+    store = open_store(tmp_path, clock)
+    rows = make_rows(80, seed=11, start=OCT, end=NOV)
+    table = to_table(rows)
+    procedures = ["enrich" if i % 3 else "other" for i in range(len(rows))]
+    table = table.set_column(
+        table.schema.get_field_index("procedure"), "procedure", pa.array(procedures)
+    )
+    store.commit(table, origin="t", sequence=1)
+    scheme = parse_scheme(
+        "sources:\n  - {name: routers, type: netflow, listen: ['127.0.0.1:0']}\n"
+        "procedures:\n  - {name: enrich, trigger: routers}\n"
+        "stages:\n  - {name: monthly, type: rollup, input: enrich, company: company,"
+        " export: {directory: null}}\n"
+    )
+    runner = StageRunner(StageContext(store, scheme, tmp_path, clock=clock))
+    clock.set(NOV + timedelta(seconds=300))
+    assert runner.run_once()["monthly"]["periods_closed"] == 1
+    mine = [r for r, p in zip(rows, procedures, strict=True) if p == "enrich"]
+    check_period(store, mine, "2026-10")
     store.close()
