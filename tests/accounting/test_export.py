@@ -238,3 +238,69 @@ def test_cli_list_and_resend_on_the_store(tmp_path: Path) -> None:
         app, ["export", "resend", "nope", "--period", "2026-11", "--data-dir", str(tmp_path)]
     )
     assert result.exit_code == 1 and "no rollup named 'nope'" in result.output
+
+
+def test_cli_goes_through_a_running_manager(tmp_path: Path) -> None:
+    from netdistill.manager.main import Manager
+    from netdistill.scheme.models import ManagerConfig
+
+    clock = Clock(OCT)
+    store = open_store(tmp_path, clock)
+    rows = make_rows(50, seed=9, start=OCT, end=NOV)
+    store.commit(to_table(rows), origin="test", sequence=1)
+    runner = make_runner(store, tmp_path, clock)
+    clock.set(NOV + timedelta(seconds=400))
+    assert runner.run_once()["monthly"]["exported"] == 1
+    manager = Manager(store, ManagerConfig(api_port=0), data_dir=tmp_path, stages=runner)
+    manager.start()
+    try:
+        cli = CliRunner()
+        # the store file is the manager's: these work only through its API
+        result = cli.invoke(app, ["export", "list", "--data-dir", str(tmp_path), "-f", "json"])
+        assert result.exit_code == 0, result.output
+        [period] = json.loads(result.output)["monthly"]
+        want = expected(rows)
+        assert period["period"] == "2026-10"
+        assert (
+            period["records"]
+            == len(rows)
+            == sum(v["total_records"] for v in want["accounts"].values())
+        )
+        out = tmp_path / "exports" / "monthly" / "2026-10.companies.jsonl"
+        before = out.read_bytes()
+        out.unlink()
+        result = cli.invoke(
+            app,
+            [
+                "export",
+                "resend",
+                "monthly",
+                "--period",
+                "2026-10",
+                "--target",
+                "file",
+                "--data-dir",
+                str(tmp_path),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith("monthly 2026-10 file: ok, ")
+        assert out.read_bytes() == before
+        result = cli.invoke(
+            app,
+            [
+                "export",
+                "resend",
+                "monthly",
+                "--period",
+                "2026-10",
+                "--target",
+                "http",
+                "--data-dir",
+                str(tmp_path),
+            ],
+        )
+        assert result.exit_code == 1 and "has no http export" in result.output
+    finally:
+        manager.stop()
+        store.close()
