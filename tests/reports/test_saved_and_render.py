@@ -131,9 +131,10 @@ def test_html_page_with_svg_charts(store):
     ]
     assert bars.count("<tr><td>") == 3  # one table row per result row
     lines = to_html(run_report(store, find_report(store, "network_activity"), RANGE))
-    rows = run_report(store, find_report(store, "network_activity"), RANGE).table.num_rows
     assert lines.count("<polyline") == 3  # (none), dns, http
-    assert lines.count("<circle") == rows
+    # one point per series and hour 00:00-06:00, 0 where a series had no record
+    assert lines.count("<circle") == 3 * 7
+    assert lines.count("<title>03-01 03:00 http: 0</title>") == 1
     saved = save_report(
         store,
         Report(

@@ -151,17 +151,17 @@ def chart_svg(result: ReportResult, *, width: int = 960, height: int = 340) -> s
                     f"{html.escape(f'{_label(x)} {key}: {value:g}')}</title></rect>"
                 )
         else:
+            # a line runs over time buckets: a bucket without a row had no usage (0)
             coords = [
-                (left + step * (i + 0.5), top + plot_h - plot_h * points[(x, key)] / peak, x)
+                (left + step * (i + 0.5), top + plot_h - plot_h * points.get((x, key), 0) / peak, x)
                 for i, x in enumerate(xs)
-                if (x, key) in points
             ]
             path = " ".join(f"{cx:.1f},{cy:.1f}" for cx, cy, _ in coords)
             parts.append(
                 f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>'
             )
             for cx, cy, x in coords:
-                value = points[(x, key)]
+                value = points.get((x, key), 0.0)
                 parts.append(
                     f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3" fill="{color}"><title>'
                     f"{html.escape(f'{_label(x)} {key}: {value:g}')}</title></circle>"
