@@ -220,6 +220,7 @@ def _print_started(system: Any) -> None:
         f"(token in {system.data_dir / 'manager.json'})",
         highlight=False,
     )
+    err.print(f"  console     {system.manager.api_url}/ (API described at /docs)", highlight=False)
     if system.exporters:
         kinds = ", ".join(_device_label(device) for device in system.exporters)
         err.print(f"  demo        synthetic devices: {kinds}", highlight=False)

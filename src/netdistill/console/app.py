@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +30,7 @@ from netdistill.console.audit import AuditLog, AuditMiddleware
 from netdistill.console.auth import auth_router
 from netdistill.console.dashboard import Dashboard, dashboard_router
 from netdistill.console.pages import mount_pages
+from netdistill.console.procedures import procedures_console_router
 from netdistill.console.sessions import SessionBook
 from netdistill.console.users import UserBook
 from netdistill.store import Store
@@ -60,10 +62,11 @@ class Console:
         config: ConsoleConfig | None = None,
         clock: Callable[[], float] = time.time,
         announce: Callable[[str], None] = announce_password,
+        hasher: PasswordHasher | None = None,
     ) -> None:
         config = config or ConsoleConfig()
         self.store = store
-        self.users = UserBook(store, clock=clock)
+        self.users = UserBook(store, clock=clock, hasher=hasher)
         self.sessions = SessionBook(
             store, ttl_s=config.session_ttl_s, idle_s=config.session_idle_s, clock=clock
         )
@@ -79,5 +82,6 @@ class Console:
         """Add the console's routes, pages and the audit middleware to ``app``."""
         app.include_router(auth_router(self.access, self.audit))
         app.include_router(dashboard_router(self.dashboard, self.access))
+        app.include_router(procedures_console_router(self.access))
         mount_pages(app, self.access)
         app.add_middleware(AuditMiddleware, audit=self.audit)

@@ -41,10 +41,18 @@ class UserError(NetdistillError):
 class UserBook:
     """Reads and writes ``users``. Thread-safe: every write goes through the store lock."""
 
-    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+        hasher: PasswordHasher | None = None,
+    ) -> None:
         self.store = store
         self._clock = clock
-        self._hasher = PasswordHasher()
+        # argon2id with argon2-cffi's defaults (RFC 9106 low-memory profile); tests pass
+        # a cheaper one
+        self._hasher = hasher or PasswordHasher()
         execute(store, _DDL)
         # a hash to verify against when the user does not exist, so that a wrong name
         # takes as long as a wrong password
