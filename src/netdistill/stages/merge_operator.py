@@ -38,16 +38,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 #: how many past pairs an offset estimate weighs at most against a new round's pairs
 _OFFSET_MEMORY = 1000
-#: passes over the procedures per batch (a record that lost its partner to a closer
-#: record tries again in the next one)
-_MAX_ROUNDS = 4
-
-_INTERNAL = ("_seq", "_mask", "_first", "_tref", "_at")
+#: matching passes per batch: a record that lost its partner to a closer record tries
+#: again against its new neighbours in the next pass
+_MAX_PASSES = 4
+#: "no value" in the int64 time arrays
+_NONE = np.iinfo(np.int64).min
+#: fields the merge sets itself
+_OWN = ("record_id", "ingested_at", "procedure")
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class MergeRules:
     name: str
     procedures: Sequence[str]
     match: Sequence[str]
-    time_field: str | None = None  # None: no tolerance, match fields only
+    time_field: str | None = None  # None: no tolerance, the match fields alone decide
     tolerance_s: float = 2.0
     adaptive: bool = False
     search_s: float = 300.0
@@ -68,9 +70,10 @@ class MergeRules:
 
 @dataclass
 class MergeResult:
-    """One batch's outcome: the merged records to insert (record columns only, in the
-    order of ``parts``), the procedures each includes (bit i = procedures[i]), and the
-    record_ids of the stored records they replace."""
+    """One batch's outcome: the merged records to insert (record columns), per merged
+    record the procedures it includes (bit i = procedures[i]), its first record_id and
+    its time in the reference clock; and the record_ids of the stored records replaced.
+    Merged records that do not include every procedure yet come first."""
 
     merged: pa.Table
     parts: np.ndarray
@@ -87,6 +90,86 @@ class MergeCounters:
     evicted: int = 0  # left the pending set unmatched, by max_pending
 
 
+@dataclass
+class _Rows:
+    """A table of records and, aligned with its rows, what matching needs."""
+
+    table: pa.Table
+    mask: np.ndarray  # procedures included (bits)
+    first: np.ndarray  # lowest record_id included: arrival order
+    tref: np.ndarray  # merged rows: time in the reference clock; _NONE for single ones
+    at: np.ndarray  # ingested_at, µs; _NONE while a merged row is not stored yet
+
+    def take(self, index: np.ndarray) -> _Rows:
+        return _Rows(
+            self.table.take(pa.array(index, pa.int64())) if len(index) else self.table.slice(0, 0),
+            self.mask[index],
+            self.first[index],
+            self.tref[index],
+            self.at[index],
+        )
+
+    def select(self, keep: np.ndarray) -> _Rows:
+        """The rows where ``keep`` (a boolean mask) is true, in order."""
+        return _Rows(
+            self.table.filter(pa.array(keep)),
+            self.mask[keep],
+            self.first[keep],
+            self.tref[keep],
+            self.at[keep],
+        )
+
+    @staticmethod
+    def concat(parts: Sequence[_Rows]) -> _Rows:
+        parts = [p for p in parts if p.table.num_rows] or list(parts[:1])
+        if len(parts) == 1:
+            return parts[0]
+        return _Rows(
+            pa.concat_tables([p.table for p in parts], promote_options="permissive"),
+            *(
+                np.concatenate([getattr(p, a) for p in parts])
+                for a in ("mask", "first", "tref", "at")
+            ),
+        )
+
+
+def _int64(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A time or integer column as int64 values and a validity mask."""
+    if pa.types.is_timestamp(column.type):
+        column = pc.cast(column, pa.timestamp("us", column.type.tz))
+    values = pc.cast(column, pa.int64())
+    valid = pc.is_valid(values).to_numpy(zero_copy_only=False)
+    return values.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64), valid
+
+
+def _key_codes(table: pa.Table, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Dense integer codes of the match fields (equal values, equal code), which rows
+    have every match field, and how many codes there are."""
+    codes = np.zeros(table.num_rows, np.int64)
+    valid = np.ones(table.num_rows, bool)
+    size = 1
+    for key in keys:
+        encoded = pc.dictionary_encode(table.column(key))
+        if isinstance(encoded, pa.ChunkedArray):
+            n = len(encoded.chunks[0].dictionary) if encoded.num_chunks else 0
+            indices = (
+                pa.chunked_array([c.indices for c in encoded.chunks], pa.int32())
+                if encoded.num_chunks
+                else pa.array([], pa.int32())
+            )
+        else:
+            n = len(encoded.dictionary)
+            indices = encoded.indices
+        valid &= pc.is_valid(indices).to_numpy(zero_copy_only=False)
+        part = indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        codes = codes * max(n, 1) + part
+        size *= max(n, 1)
+        if size > 2**40:  # re-densify before the product could overflow
+            _, codes = np.unique(codes, return_inverse=True)
+            size = int(codes.max()) + 1 if len(codes) else 1
+    return codes, valid, size
+
+
 class Merger:
     """Pure operator; not thread-safe (one stage round at a time)."""
 
@@ -97,45 +180,41 @@ class Merger:
         pairs_seen: Mapping[str, int] | None = None,
     ) -> None:
         self.rules = rules
-        self.bits = {p: 1 << i for i, p in enumerate(rules.procedures)}
-        self.full_mask = (1 << len(rules.procedures)) - 1
-        self.offsets_us = {p: float((offsets_us or {}).get(p, 0.0)) for p in rules.procedures}
-        self.pairs_seen = {p: int((pairs_seen or {}).get(p, 0)) for p in rules.procedures}
+        self.procedures = list(rules.procedures)
+        self.full_mask = (1 << len(self.procedures)) - 1
+        self.offsets_us = {p: float((offsets_us or {}).get(p, 0.0)) for p in self.procedures}
+        self.pairs_seen = {p: int((pairs_seen or {}).get(p, 0)) for p in self.procedures}
         self.counters = MergeCounters()
-        self.pending: pl.DataFrame | None = None
-        self._seq = 0
-        self._unstored = 0  # merged rows in pending waiting for their record_id
+        self._pending: _Rows | None = None
+        self._unstored = 0
+        self._conflicts = 0
 
     # --- input -----------------------------------------------------------------------------
 
-    def _frame(
+    def _rows(
         self,
         batch: pa.Table,
         parts: Sequence[int] | None = None,
         first_ids: Sequence[int] | None = None,
-    ) -> pl.DataFrame:
-        frame = pl.from_arrow(batch)
-        assert isinstance(frame, pl.DataFrame)
-        n = frame.height
-        seq = pl.Series("_seq", np.arange(self._seq, self._seq + n, dtype=np.int64))
-        self._seq += n
-        mask: pl.Expr | pl.Series
+        t_ref_us: Sequence[int | None] | None = None,
+    ) -> _Rows:
+        n = batch.num_rows
         if parts is None:
-            mask = pl.col("procedure").replace_strict(self.bits, default=0, return_dtype=pl.Int64)
+            index = pc.index_in(batch.column("procedure"), value_set=pa.array(self.procedures))
+            idx = index.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+            mask = np.where(idx >= 0, np.left_shift(1, np.maximum(idx, 0)), 0).astype(np.int64)
         else:
-            mask = pl.Series(np.asarray(parts, dtype=np.int64))
-        first: pl.Expr | pl.Series = (
-            pl.col("record_id").cast(pl.Int64)
+            mask = np.asarray(parts, np.int64)
+        first = (
+            _int64(batch.column("record_id"))[0]
             if first_ids is None
-            else pl.Series(np.asarray(first_ids, dtype=np.int64))
+            else np.asarray(first_ids, np.int64)
         )
-        return frame.with_columns(
-            seq,
-            mask.alias("_mask"),
-            first.alias("_first"),
-            pl.lit(None, pl.Int64).alias("_tref"),
-            pl.col("ingested_at").dt.epoch("us").alias("_at"),
-        )
+        tref = np.full(n, _NONE, np.int64)
+        if t_ref_us is not None:
+            tref = np.array([_NONE if t is None else t for t in t_ref_us], np.int64)
+        at, at_valid = _int64(batch.column("ingested_at"))
+        return _Rows(batch, mask, first, tref, np.where(at_valid, at, _NONE))
 
     def load_pending(
         self,
@@ -145,234 +224,239 @@ class Merger:
         t_ref_us: Sequence[int | None] | None = None,
     ) -> None:
         """Add stored, unmatched records to the pending set (a restart rebuilding it)."""
-        if not batch.num_rows:
-            return
-        frame = self._frame(batch, parts, first_ids)
-        if t_ref_us is not None:
-            frame = frame.with_columns(pl.Series("_tref", list(t_ref_us), pl.Int64))
-        self.pending = _concat([self.pending, frame])
+        if batch.num_rows:
+            rows = self._rows(batch, parts, first_ids, t_ref_us)
+            self._pending = rows if self._pending is None else _Rows.concat([self._pending, rows])
 
     # --- matching --------------------------------------------------------------------------
 
-    def _time_ref(self, frame: pl.DataFrame) -> pl.Expr:
-        """Each row's time in the first procedure's clock (µs): merged rows keep theirs."""
+    def _times(self, rows: _Rows) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's time in the first procedure's clock (µs) and whether it has one."""
         assert self.rules.time_field is not None
-        raw = pl.col(self.rules.time_field).dt.epoch("us")
-        offsets = {self.bits[p]: round(o) for p, o in self.offsets_us.items()}
-        shift = pl.col("_mask").replace_strict(offsets, default=0, return_dtype=pl.Int64)
-        return pl.coalesce(pl.col("_tref"), raw - shift)
+        raw, valid = _int64(rows.table.column(self.rules.time_field))
+        shift = np.zeros(len(raw), np.int64)
+        for i, procedure in enumerate(self.procedures):
+            offset = round(self.offsets_us[procedure])
+            if offset:
+                shift[rows.mask == (1 << i)] = offset
+        merged = rows.tref != _NONE
+        return np.where(merged, rows.tref, raw - shift), valid | merged
 
-    def _pairs(self, left: pl.DataFrame, right: pl.DataFrame, tolerance_us: int) -> pl.DataFrame:
-        """1:1 pairs (``_l``, ``_r`` = their ``_seq``) of ``left`` rows with the nearest
-        ``right`` row of the same key within ``tolerance_us`` on ``_t``; ``_d`` the
-        difference right − left."""
-        keys = list(self.rules.match)
-        if self.rules.time_field is None:
-            ranked = [
-                f.select([*keys, pl.col("_seq")])
-                .sort("_seq")
-                .with_columns(pl.int_range(pl.len()).over(keys).alias("_rank"))
-                for f in (left, right)
-            ]
-            return (
-                ranked[0]
-                .join(ranked[1], on=[*keys, "_rank"], suffix="_r")
-                .select(
-                    pl.col("_seq").alias("_l"),
-                    pl.col("_seq_r").alias("_r"),
-                    pl.lit(0, pl.Int64).alias("_d"),
-                )
-            )
-        l_frame = left.select([*keys, pl.col("_seq").alias("_l"), pl.col("_t")]).sort("_t")
-        r_frame = right.select(
-            [*keys, pl.col("_seq").alias("_r"), pl.col("_t"), pl.col("_t").alias("_tr")]
-        ).sort("_t")
-        joined = l_frame.join_asof(
-            r_frame,
-            on="_t",
-            by=keys,
-            strategy="nearest",
-            tolerance=tolerance_us,
-            check_sortedness=False,
-        ).filter(pl.col("_r").is_not_null())
-        joined = joined.with_columns((pl.col("_tr") - pl.col("_t")).alias("_d"))
-        # one left per right: the closest wins, then the earliest
-        return (
-            joined.sort([pl.col("_d").abs(), pl.col("_l")])
-            .unique(subset=["_r"], keep="first", maintain_order=True)
-            .select("_l", "_r", "_d")
-        )
+    def _learn(
+        self, codes: np.ndarray, t: np.ndarray, usable: np.ndarray, mask: np.ndarray
+    ) -> bool:
+        """Move each procedure's offset towards the median time difference between its
+        records and their nearest other-side record of the same key within
+        ``search_s``; True when an offset moved."""
+        import polars as pl
 
-    def _learn(self, procedure: str, left: pl.DataFrame, right: pl.DataFrame) -> None:
-        """Move ``procedure``'s offset towards the median difference of candidate pairs."""
-        candidates = self._pairs(left, right, int(self.rules.search_s * 1e6))
-        if not candidates.height:
-            return
-        # left = single records of ``procedure`` in the reference clock: _d = t_ref − t_left
-        median = -float(candidates.get_column("_d").median())  # type: ignore[arg-type]
-        n = candidates.height
-        seen = min(self.pairs_seen[procedure], _OFFSET_MEMORY)
-        current = self.offsets_us[procedure]
-        self.offsets_us[procedure] = (current * seen + (current + median) * n) / (seen + n)
-        self.pairs_seen[procedure] += n
-
-    def _combine(self, pool: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
-        """The merged rows of ``pairs`` (``_l`` a single record of one procedure, ``_r``
-        a record not including it)."""
-        a = pairs.select(pl.col("_l").alias("_seq")).join(
-            pool, on="_seq", how="left", maintain_order="left"
-        )
-        b = pairs.select(pl.col("_r").alias("_seq")).join(
-            pool, on="_seq", how="left", maintain_order="left"
-        )
-        a_first = a.get_column("_first") <= b.get_column("_first")
-        a_mask = a.get_column("_mask")
-        b_mask = b.get_column("_mask")
-        columns: list[pl.Series] = []
-        for name in pool.columns:
-            if name in _INTERNAL or name in ("record_id", "ingested_at", "procedure", "_t"):
+        moved = False
+        search = int(self.rules.search_s * 1e6)
+        for i, procedure in enumerate(self.procedures[1:], start=1):
+            bit = 1 << i
+            mine = usable & (mask == bit)
+            others = usable & ((mask & bit) == 0)
+            if not mine.any() or not others.any():
                 continue
-            av, bv = a.get_column(name), b.get_column(name)
-            first = pl.select(pl.when(a_first).then(av).otherwise(bv)).to_series()
-            second = pl.select(pl.when(a_first).then(bv).otherwise(av)).to_series()
-            value = pl.select(pl.coalesce(first, second)).to_series()
+            left = pl.DataFrame({"k": codes[mine], "t": t[mine]}).sort("t")
+            right = pl.DataFrame({"k": codes[others], "t": t[others], "u": t[others]}).sort("t")
+            near = left.join_asof(
+                right,
+                on="t",
+                by="k",
+                strategy="nearest",
+                tolerance=search,
+                check_sortedness=False,
+            ).drop_nulls("u")
+            if not near.height:
+                continue
+            # t of mine is in the reference clock with the current offset: the rest of
+            # the difference is what the offset lacks
+            lacking = float((near.get_column("t") - near.get_column("u")).median())  # type: ignore[arg-type]
+            n = near.height
+            seen = min(self.pairs_seen[procedure], _OFFSET_MEMORY)
+            current = self.offsets_us[procedure]
+            self.offsets_us[procedure] = current + lacking * n / (seen + n)
+            self.pairs_seen[procedure] += n
+            moved = True
+        return moved
+
+    def _pairs(
+        self, codes: np.ndarray, t: np.ndarray, usable: np.ndarray, mask: np.ndarray, size: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Disjoint pairs (row indexes) of neighbours in (key, time) order: same key, no
+        procedure in common, within the tolerance; where two candidate pairs share a
+        record, the closer pair wins (the earlier on a tie)."""
+        rows = np.flatnonzero(usable)
+        if len(rows) < 2:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        k, tt = codes[rows], t[rows]
+        low = int(tt.min())
+        span = int(tt.max()) - low
+        if size < 2**22 and span < 2**41:
+            key = (k << 41) | (tt - low)
+            order = np.argsort(key)
+            key = key[order]
+            k, tt = key >> 41, (key & (2**41 - 1)) + low
+        else:
+            order = np.lexsort((tt, k))
+            k, tt = k[order], tt[order]
+        rows = rows[order]
+        m = mask[rows]
+        gap = np.abs(tt[1:] - tt[:-1])
+        candidate = (k[1:] == k[:-1]) & ((m[1:] & m[:-1]) == 0)
+        if self.rules.time_field is not None:
+            candidate &= gap <= int(self.rules.tolerance_s * 1e6)
+        cost = np.where(candidate, gap, np.iinfo(np.int64).max)
+        before = np.concatenate([[np.iinfo(np.int64).max], cost[:-1]])
+        after = np.concatenate([cost[1:], [np.iinfo(np.int64).max]])
+        take = candidate & (cost < before) & (cost <= after)
+        i = np.flatnonzero(take)
+        self._conflicts = int(candidate.sum()) - len(i)
+        return rows[i], rows[i + 1]
+
+    def _combine(self, pool: _Rows, a: np.ndarray, b: np.ndarray, t: np.ndarray) -> _Rows:
+        """The merged rows of pairs (a[i], b[i]), field by field (module docstring)."""
+        ia, ib = pa.array(a, pa.int64()), pa.array(b, pa.int64())
+        ma, mb = pool.mask[a], pool.mask[b]
+        a_first = pa.array(pool.first[a] <= pool.first[b])
+        columns: dict[str, pa.Array | pa.ChunkedArray] = {}
+        table = pool.table
+        for name in table.column_names:
+            if name in _OWN:
+                continue
+            column = table.column(name)
+            if column.null_count == len(column):
+                columns[name] = pa.nulls(len(a), column.type)
+                continue
+            av = column.take(ia)
+            if name in self.rules.match:  # equal in both
+                columns[name] = av
+                continue
+            bv = column.take(ib)
             winner = self.rules.winners.get(name)
+            a_has = b_has = None
             if winner is not None:
-                bit = self.bits[winner]
-                value = pl.select(
-                    pl.when((a_mask & bit) != 0)
-                    .then(av)
-                    .when((b_mask & bit) != 0)
-                    .then(bv)
-                    .otherwise(value)
-                ).to_series()
-            columns.append(value.alias(name))
-        n = pairs.height
-        seq = np.arange(self._seq, self._seq + n, dtype=np.int64)
-        self._seq += n
-        t_ref = (
-            pl.select(
-                pl.when(a_first).then(a.get_column("_t")).otherwise(b.get_column("_t"))
-            ).to_series()
-            if "_t" in pool.columns
-            else pl.Series([None] * n, dtype=pl.Int64)
+                bit = 1 << self.procedures.index(winner)
+                a_has, b_has = (ma & bit) != 0, (mb & bit) != 0
+                if (a_has | b_has).all():  # the winner takes part in every pair
+                    columns[name] = pc.if_else(pa.array(a_has), av, bv)
+                    continue
+            if column.null_count:
+                value = pc.coalesce(pc.if_else(a_first, av, bv), pc.if_else(a_first, bv, av))
+            else:
+                value = pc.if_else(a_first, av, bv)
+            if a_has is not None and b_has is not None:
+                value = pc.if_else(pa.array(a_has), av, pc.if_else(pa.array(b_has), bv, value))
+            columns[name] = value
+        n = len(a)
+        record_id = table.schema.field("record_id").type
+        ingested = table.schema.field("ingested_at").type
+        columns["record_id"] = pa.nulls(n, record_id)
+        columns["ingested_at"] = pa.nulls(n, ingested)
+        columns["procedure"] = pa.array([self.rules.name] * n, table.schema.field("procedure").type)
+        first_a = pool.first[a] <= pool.first[b]
+        return _Rows(
+            pa.table({c: columns[c] for c in table.column_names}),
+            ma | mb,
+            np.minimum(pool.first[a], pool.first[b]),
+            np.where(first_a, t[a], t[b]) if self.rules.time_field else np.full(n, _NONE),
+            np.full(n, _NONE, np.int64),
         )
-        out = pl.DataFrame(columns).with_columns(
-            pl.lit(None, pool.schema["record_id"]).alias("record_id"),
-            pl.lit(None, pool.schema["ingested_at"]).alias("ingested_at"),
-            pl.lit(self.rules.name, pl.String).alias("procedure"),
-            pl.Series("_seq", seq),
-            (a_mask | b_mask).alias("_mask"),
-            pl.min_horizontal(a.get_column("_first"), b.get_column("_first")).alias("_first"),
-            t_ref.alias("_tref"),
-            pl.lit(None, pl.Int64).alias("_at"),
-        )
-        return out.select([c for c in pool.columns if c != "_t"])
 
     def process(self, batch: pa.Table) -> MergeResult:
         """Match ``batch`` (new records of the procedures, record_id order) with each
         other and with the pending set; see the module docstring."""
-        new = self._frame(batch)
         rules = self.rules
-        keys = list(rules.match)
-        pending = self.pending
-        # only pending records sharing a key with a new one can match this round
-        if pending is not None and pending.height:
-            usable = new.select(keys).drop_nulls().unique()
-            candidates = pending.join(usable, on=keys, how="semi", nulls_equal=False)
-            rest = pending.join(usable, on=keys, how="anti", nulls_equal=False)
+        new = self._rows(batch)
+        pending = self._pending
+        rest: _Rows | None = None
+        pool = new if pending is None else _Rows.concat([pending, new])
+        codes, usable, size = _key_codes(pool.table, rules.match)
+        if pending is not None and pending.table.num_rows:
+            # only pending records sharing a key with a new one can match this round
+            old = pending.table.num_rows
+            fresh = np.zeros(size, bool)
+            fresh[codes[old:][usable[old:]]] = True
+            near = fresh[codes[:old]] & usable[:old]
+            rest = pending.select(~near)
+            keep = np.concatenate([near, np.ones(pool.table.num_rows - old, bool)])
+            pool, codes, usable = pool.select(keep), codes[keep], usable[keep]
+        if rules.time_field is not None:
+            t, has_time = self._times(pool)
+            usable &= has_time
+            if rules.adaptive and self._learn(codes, t, usable, pool.mask):
+                t, _ = self._times(pool)
         else:
-            candidates, rest = None, None
-        pool = _concat([candidates, new])
-        assert pool is not None
-        consumed: list[pl.Series] = []
-        made: list[pl.DataFrame] = []
-        order = [*rules.procedures[1:], rules.procedures[0]]
-        for _ in range(_MAX_ROUNDS):
-            found = 0
-            for procedure in order:
-                bit = self.bits[procedure]
-                live = pool.drop_nulls(keys)
-                if rules.time_field is not None:
-                    live = live.with_columns(self._time_ref(live).alias("_t")).drop_nulls("_t")
-                singles = live.filter(pl.col("_mask") == bit)
-                others = live.filter((pl.col("_mask") & bit) == 0)
-                if not singles.height or not others.height:
-                    continue
-                if rules.time_field is not None:
-                    if rules.adaptive and procedure != rules.procedures[0]:
-                        self._learn(procedure, singles, others)
-                        live = live.with_columns(self._time_ref(live).alias("_t"))
-                        singles = live.filter(pl.col("_mask") == bit)
-                        others = live.filter((pl.col("_mask") & bit) == 0)
-                    pairs = self._pairs(singles, others, int(rules.tolerance_s * 1e6))
-                else:
-                    pairs = self._pairs(singles, others, 0)
-                if not pairs.height:
-                    continue
-                if "_t" in live.columns:
-                    pool = pool.join(
-                        live.select("_seq", "_t"), on="_seq", how="left", maintain_order="left"
-                    )
-                merged = self._combine(pool, pairs)
-                used = pl.concat([pairs.get_column("_l"), pairs.get_column("_r")])
-                consumed.append(
-                    pool.filter(pl.col("_seq").is_in(used.implode())).get_column("record_id")
-                )
-                pool = pl.concat(
-                    [
-                        pool.filter(~pl.col("_seq").is_in(used.implode())).drop("_t", strict=False),
-                        merged.drop("_t", strict=False),
-                    ],
-                    how="diagonal_relaxed",
-                )
-                made.append(merged.select(pl.col("_seq")))
-                found += pairs.height
-            if not found:
+            t = pool.first.copy()
+        alive = np.ones(pool.table.num_rows, bool)
+        made: list[_Rows] = []
+        for _pass in range(_MAX_PASSES):
+            a, b = self._pairs(codes, t, usable & alive, pool.mask, size)
+            if not len(a):
                 break
-        pool = pool.drop("_t", strict=False)
-        made_seq = pl.concat([m.get_column("_seq") for m in made]) if made else None
-        if made_seq is not None:
-            is_made = pl.col("_seq").is_in(made_seq.implode())
-            merged_rows = pool.filter(is_made)
-            leftover = pool.filter(~is_made)
-        else:
-            merged_rows, leftover = pool.clear(), pool
-        partial = merged_rows.filter(pl.col("_mask") != self.full_mask)
-        self._unstored = partial.height
-        self.pending = _concat([rest, leftover, partial])
-        deleted = (
-            pl.concat(consumed).drop_nulls().cast(pl.Int64)
-            if consumed
-            else pl.Series("record_id", [], pl.Int64)
-        )
-        self.counters.merged += merged_rows.height
+            conflicts = self._conflicts
+            merged = self._combine(pool, a, b, t)
+            alive[a] = False
+            alive[b] = False
+            made.append(merged)
+            partial = merged.mask != self.full_mask
+            if partial.any():  # may merge again with a record of a procedure it lacks
+                again = merged.take(np.flatnonzero(partial))
+                n_again = again.table.num_rows
+                pool = _Rows.concat([pool, again])
+                codes = np.concatenate([codes, codes[a[partial]]])
+                usable = np.concatenate([usable, np.ones(n_again, bool)])
+                t = np.concatenate([t, again.tref if rules.time_field else again.first])
+                alive = np.concatenate([alive, np.ones(n_again, bool)])
+                made[-1] = merged.take(np.flatnonzero(~partial))
+            elif not conflicts:
+                break  # every candidate pair was taken: another pass finds nothing
+        record_ids, has_id = _int64(pool.table.column("record_id"))
+        consumed = ~alive
+        deleted = record_ids[consumed & has_id]
+        unmerged_partial = alive & ~has_id  # made this batch, waiting for a third
+        leftover = pool.select(alive & has_id)
+        partial_rows = pool.select(unmerged_partial)
+        complete = _Rows.concat(made) if made else None
+        out_parts = [partial_rows] + ([complete] if complete is not None else [])
+        out = _Rows.concat(out_parts)
+        self._unstored = partial_rows.table.num_rows
+        self._pending = _Rows.concat([r for r in (rest, leftover, partial_rows) if r is not None])
+        self.counters.merged += out.table.num_rows
         self.counters.replaced += len(deleted)
-        # partial (not yet complete) merged rows come first: commit_ids numbers them
-        merged_rows = pl.concat([partial, merged_rows.filter(pl.col("_mask") == self.full_mask)])
-        record_columns = [c for c in merged_rows.columns if c not in _INTERNAL]
         return MergeResult(
-            merged=merged_rows.select(record_columns).to_arrow(),
-            parts=merged_rows.get_column("_mask").to_numpy(),
-            first_ids=merged_rows.get_column("_first").to_numpy(),
-            t_ref_us=merged_rows.get_column("_tref").to_numpy(),
-            deleted=deleted.to_arrow(),
+            merged=out.table,
+            parts=out.mask,
+            first_ids=out.first,
+            t_ref_us=out.tref,
+            deleted=pa.array(deleted, pa.int64()),
         )
 
     def commit_ids(self, first_record_id: int, now: float) -> None:
         """The merged records of the last ``process`` were stored from ``first_record_id``
-        on: the partial ones (still pending) take their record_id and ingested_at."""
-        if not self._unstored or self.pending is None:
+        on, partial ones first: those (still pending) take their record_id and
+        ingested_at."""
+        pending = self._pending
+        if not self._unstored or pending is None:
             return
-        unstored = self.pending.get_column("record_id").is_null()
-        ids = np.arange(first_record_id, first_record_id + self._unstored, dtype=np.int64)
-        at = pl.Series(np.full(self._unstored, int(now * 1e6), dtype=np.int64))
-        stored = self.pending.filter(unstored).with_columns(
-            pl.Series("record_id", ids).cast(self.pending.schema["record_id"]),
-            pl.lit(None, self.pending.schema["ingested_at"]).alias("ingested_at"),
-            at.alias("_at"),
+        n = pending.table.num_rows
+        start = n - self._unstored  # partial rows are the pending set's last rows
+        ids = pa.array(np.arange(first_record_id, first_record_id + self._unstored))
+        column = pending.table.column("record_id")
+        fixed = pa.chunked_array(
+            [
+                column.slice(0, start).combine_chunks().cast(pa.int64())
+                if start
+                else pa.array([], pa.int64()),
+                ids,
+            ]
+        ).cast(column.type)
+        table = pending.table.set_column(
+            pending.table.schema.get_field_index("record_id"), "record_id", fixed
         )
-        self.pending = _concat([self.pending.filter(~unstored), stored])
+        pending.at[start:] = int(now * 1e6)
+        self._pending = _Rows(table, pending.mask, pending.first, pending.tref, pending.at)
         self._unstored = 0
 
     # --- bounds ----------------------------------------------------------------------------
@@ -380,45 +464,23 @@ class Merger:
     def expire(self, now: float) -> int:
         """Drop pending records ingested more than ``horizon_s`` before ``now``, then the
         oldest beyond ``max_pending``; returns how many left (they stay stored, unmerged)."""
-        if self.pending is None or not self.pending.height:
+        pending = self._pending
+        if pending is None or not pending.table.num_rows:
             return 0
-        before = self.pending.height
         cutoff = int((now - self.rules.horizon_s) * 1e6)
-        self.pending = self.pending.filter(pl.col("_at").is_null() | (pl.col("_at") >= cutoff))
-        expired = before - self.pending.height
-        evicted = max(0, self.pending.height - self.rules.max_pending)
+        keep = (pending.at == _NONE) | (pending.at >= cutoff)
+        expired = int((~keep).sum())
+        index = np.flatnonzero(keep)
+        evicted = max(0, len(index) - self.rules.max_pending)
         if evicted:
-            self.pending = self.pending.sort("_seq").tail(self.rules.max_pending)
+            index = index[np.argsort(pending.first[index], kind="stable")][evicted:]
+            index.sort()
+        if expired or evicted:
+            self._pending = pending.take(index)
         self.counters.expired += expired
         self.counters.evicted += evicted
         return expired + evicted
 
     @property
     def pending_count(self) -> int:
-        return 0 if self.pending is None else self.pending.height
-
-    def pending_parts(self) -> pl.DataFrame:
-        """record_id, parts, first record_id and reference time of the pending merged
-        records (kept by the stage so a restart can rebuild them)."""
-        if self.pending is None:
-            return pl.DataFrame(
-                schema={
-                    "record_id": pl.Int64,
-                    "_mask": pl.Int64,
-                    "_first": pl.Int64,
-                    "_tref": pl.Int64,
-                }
-            )
-        return self.pending.filter(pl.col("procedure") == self.rules.name).select(
-            pl.col("record_id").cast(pl.Int64), "_mask", "_first", "_tref"
-        )
-
-
-def _concat(frames: Sequence[pl.DataFrame | None]) -> pl.DataFrame | None:
-    present = [f for f in frames if f is not None and f.height]
-    if not present:
-        real = [f for f in frames if f is not None]
-        return real[0] if real else None
-    if len(present) == 1:
-        return present[0]
-    return pl.concat(present, how="diagonal_relaxed")
+        return 0 if self._pending is None else self._pending.table.num_rows
