@@ -93,18 +93,18 @@ class _Store:
         self.store = DuckDBStore(data_dir / "records.duckdb", read_only=not write)
 
     def names(self) -> list[str]:
-        from netdistill.stages.rollup import rollup_names
+        from netdistill.stages.rollup_store import rollup_names
 
         return rollup_names(self.store)
 
     def periods(self, name: str) -> list[dict[str, Any]]:
-        from netdistill.stages.rollup import closed_periods, load_config
+        from netdistill.stages.rollup_store import closed_periods, load_config
 
         load_config(self.store, name)  # a clear error for an unknown name
         return closed_periods(self.store, name)
 
     def resend(self, name: str, period: str, target: str | None) -> list[dict[str, Any]]:
-        from netdistill.stages.rollup import load_config, make_exporter
+        from netdistill.stages.rollup_store import load_config, make_exporter
 
         config = load_config(self.store, name)
         exporter = make_exporter(self.store, config, self.data_dir, time.time)
