@@ -10,20 +10,22 @@ and their record_ids are returned for deletion; the merged record is returned fo
 insertion. Unmatched records join the pending set, which ``expire(now)`` bounds by age
 (``horizon_s``, on ``ingested_at``) and size (``max_pending``, oldest out first).
 
-Matching, per pass over a procedure ``j`` (procedures after the first, then the first):
-the single records of ``j`` are matched with the records that do not include ``j`` yet
-(single records of other procedures, or records already merged from them), on equal
-``match`` fields (a null never matches). With a tolerance, a pair's times must be within
-``seconds`` once the offset of ``j``'s clock is taken off (``polars.join_asof``,
-nearest); each record pairs with at most one other — when two want the same partner,
-the closer one wins and the other tries again in the next pass. Without a tolerance the
-k-th record of a key from one side pairs with the k-th of the other, in arrival order.
+Matching (one pass, repeated while it finds pairs and some record lost its partner):
+the records that have every ``match`` field (a null never matches) are sorted by
+(match key, time in the reference clock) with one numpy sort — the key is a dense code
+from Arrow's dictionary encoding, so strings are hashed once, not joined. Neighbours in
+that order pair when their keys are equal, they include no procedure in common and,
+with a tolerance, their times are within ``seconds``. Where two candidate pairs share a
+record, the closer pair wins (the earlier on a tie); the loser tries again next pass.
+Without a tolerance, neighbours in arrival order pair. With three or more procedures a
+merged record that lacks some procedure goes back into the pool and can merge again.
 
-Adaptive tolerance: before matching, each pass looks for candidate pairs within
-``search_s`` of the current offset, takes the median of their time differences and
-moves the procedure's offset towards it (weighted by how many pairs each estimate
-rests on, at most ``_OFFSET_MEMORY`` for the past), so a clock that is 30 s off is
-learnt from the traffic itself. The first procedure's clock is the reference (offset 0).
+Adaptive tolerance: before matching, each procedure after the first looks for its
+records' nearest other-side record of the same key within ``search_s``
+(``polars.join_asof``), takes the median time difference and moves its offset towards
+it (weighted by how many pairs each estimate rests on, at most ``_OFFSET_MEMORY`` for
+the past), so a clock that is 30 s off is learnt from the traffic itself. The first
+procedure's clock is the reference (offset 0).
 
 Combining a pair, field by field: a field with a winner takes the winning procedure's
 value when that procedure is part of the pair (even a null); otherwise, and for every
