@@ -9,16 +9,26 @@ is asked once per distinct key, and the answers are taken back to every row. A l
 flow-plan compiler can place a plan on a gatherer: it holds the procedure, the lookups it
 needs (``lookups``) and nothing else.
 
-``Enhancer`` is the pipeline's ``process(source_name, records)`` hook: every enabled
-procedure triggered by that source produces its own records (one output batch per
-procedure, concatenated); records of a source that triggers no procedure pass unchanged.
+``Enhancer`` is the pipeline's ``process(source_name, records)`` hook: the source's
+filters (``stages/filter.py``) drop what they reject, then every enabled procedure
+triggered by that source takes the records its ``where`` accepts and produces its own
+records (one output batch per procedure, after the filters on that procedure,
+concatenated); records of a source that triggers no procedure pass unchanged (filtered).
+It is also the stages' ``context.enhance`` for a stage's output records (a stage name
+stands where a source name does).
+
+Filter counts. The pipeline processes a batch again when its commit failed, so
+``__call__`` only notes what it dropped (per source, replacing the note of the batch
+before); ``committed(source_name)`` adds the note to the totals once the batch is
+committed. ``filter_status()`` shows the totals.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +38,9 @@ from netdistill.enhance.config import PROVENANCE_FIELDS, ProcedureConfig, field_
 from netdistill.enhance.notation import Expr, FieldRef, parse
 from netdistill.records.fields import FIELD_TYPES
 from netdistill.records.schema import with_constant
+
+if TYPE_CHECKING:
+    from netdistill.stages.filter import Filter
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +168,10 @@ class EnhancePlan:
 
 
 class Enhancer:
-    """``process(source_name, records)`` for the pipeline: every enabled procedure of the
-    source, each over the whole batch. Pure (the lookups' caches aside), as the pipeline
-    requires for retries."""
+    """``process(source_name, records)`` for the pipeline: the source's filters, then every
+    enabled procedure of the source (its ``where`` first, the filters on its output
+    after), each over the whole batch. Pure (the lookups' caches and the filter counts
+    aside, see the module doc), as the pipeline requires for retries."""
 
     def __init__(
         self,
@@ -165,22 +179,93 @@ class Enhancer:
         lookups: Mapping[str, Any],
         *,
         types: Mapping[str, str] | None = None,
+        filters: Sequence[Filter] = (),
+        wheres: Mapping[str, Filter] | None = None,
     ) -> None:
+        from netdistill.stages.filter import Filter
+
         self.lookups = dict(lookups)
         self.plans: dict[str, list[EnhancePlan]] = {}
+        self.filters: dict[str, list[Filter]] = {}
+        for filter_ in filters:
+            self.filters.setdefault(filter_.input, []).append(filter_)
+        #: procedure name → its ``where`` (on the trigger's records)
+        self.wheres: dict[str, Filter] = dict(wheres or {})
         for procedure in procedures:
             if procedure.enabled:
                 plan = EnhancePlan(procedure, self.lookups, types=types)
                 self.plans.setdefault(procedure.trigger, []).append(plan)
+                if procedure.where is not None and procedure.name not in self.wheres:
+                    self.wheres[procedure.name] = Filter(
+                        procedure.name,
+                        procedure.where,
+                        field_types(procedure.add_fields),
+                        input=procedure.trigger,
+                    )
+        self._lock = threading.Lock()
+        self._pending: dict[str, dict[str, tuple[int, int]]] = {}
+        self._totals: dict[str, list[int]] = {}
+
+    def _filtered(self, name: str, records: pa.Table, seen: dict[str, tuple[int, int]]) -> pa.Table:
+        for filter_ in self.filters.get(name, ()):
+            before = records.num_rows
+            records, dropped = filter_.apply(records)
+            seen[filter_.name] = (before, dropped)
+        return records
 
     def __call__(self, source_name: str, records: pa.Table) -> pa.Table:
+        seen: dict[str, tuple[int, int]] = {}
+        records = self._filtered(source_name, records, seen)
         plans = self.plans.get(source_name)
         if not plans:
+            self._note(source_name, seen)
             return records
-        outputs = [plan.evaluate(records) for plan in plans]
+        outputs = []
+        for plan in plans:
+            taken = records
+            where = self.wheres.get(plan.procedure.name)
+            if where is not None:
+                taken, dropped = where.apply(records)
+                seen[f"{plan.procedure.name}.where"] = (records.num_rows, dropped)
+            output = plan.evaluate(taken) if taken.num_rows else None
+            if output is not None:
+                outputs.append(self._filtered(plan.procedure.name, output, seen))
+        self._note(source_name, seen)
+        if not outputs:
+            return records.slice(0, 0)
         if len(outputs) == 1:
             return outputs[0]
         return pa.concat_tables(outputs, promote_options="default")
+
+    def _note(self, source_name: str, seen: dict[str, tuple[int, int]]) -> None:
+        if self.filters or self.wheres:
+            with self._lock:
+                self._pending[source_name] = seen
+
+    def committed(self, source_name: str) -> None:
+        """The batch last processed for ``source_name`` is committed: count its drops."""
+        with self._lock:
+            for name, (records, dropped) in self._pending.pop(source_name, {}).items():
+                total = self._totals.setdefault(name, [0, 0])
+                total[0] += records
+                total[1] += dropped
+
+    def filter_status(self) -> list[dict[str, Any]]:
+        """Per filter (and procedure ``where``): records looked at and dropped."""
+        items = [(f.name, f, "filter") for fs in self.filters.values() for f in fs]
+        items += [(f"{name}.where", f, "procedure") for name, f in self.wheres.items()]
+        with self._lock:
+            return [
+                {
+                    "name": name,
+                    "kind": kind,
+                    "input": filter_.input,
+                    "where": filter_.where,
+                    "records": self._totals.get(name, [0, 0])[0],
+                    "dropped": self._totals.get(name, [0, 0])[1],
+                }
+                for name, filter_, kind in items
+            ]
 
     def status(self) -> list[dict[str, Any]]:
         return [lookup.status() for lookup in self.lookups.values() if hasattr(lookup, "status")]
@@ -191,11 +276,23 @@ class Enhancer:
 
 
 def build_enhancer(scheme: Any, store: Any = None) -> Enhancer | None:
-    """The enhancer of a scheme (``None`` when it has no enabled procedure): builds the
-    lookups the procedures use and adds their ``add_fields`` to the store."""
+    """The enhancer of a scheme (``None`` when it has no enabled procedure or filter):
+    builds the lookups the procedures use and adds their ``add_fields`` to the store."""
+    from netdistill.stages.filter import Filter, input_field_types
+
     procedures = [p for p in scheme.procedures if p.enabled]
-    if not procedures:
+    filters = [
+        Filter.from_config(s, scheme)
+        for s in getattr(scheme, "stages", ())
+        if s.type == "filter" and s.enabled
+    ]
+    if not procedures and not filters:
         return None
+    wheres = {
+        p.name: Filter(p.name, p.where, input_field_types(p.trigger, scheme), input=p.trigger)
+        for p in procedures
+        if p.where is not None
+    }
     from netdistill.lookups.registry import build_lookup
     from netdistill.sources.base import FieldSpec
 
@@ -211,7 +308,7 @@ def build_enhancer(scheme: Any, store: Any = None) -> Enhancer | None:
         for node in EnhancePlan(p, _Signatures(scheme.lookups)).nodes
     }
     lookups = {c.name: build_lookup(c, store=store) for c in scheme.lookups if c.name in used}
-    return Enhancer(procedures, lookups)
+    return Enhancer(procedures, lookups, filters=filters, wheres=wheres)
 
 
 class _Signatures(dict[str, Any]):

@@ -83,6 +83,16 @@ class SpoolSink:
         return self.spool.last_origin_seq(origin)
 
 
+def source_filters(items: list[dict[str, Any]]) -> Any:
+    """The pipeline's process hook for a source's filters from the plan (None: none)."""
+    if not items:
+        return None
+    from netdistill.enhance.plan import Enhancer
+    from netdistill.stages.filter import Filter
+
+    return Enhancer([], {}, filters=[Filter.from_plan(item) for item in items])
+
+
 class Gatherer:
     """The gatherer process's parts; ``start``/``stop`` own every thread it starts."""
 
@@ -101,7 +111,8 @@ class Gatherer:
         self.data_dir = Path(data_dir)
         self.verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca else True
         self.plan: dict[str, Any] = {}
-        self.pipelines: dict[str, tuple[dict[str, Any], Pipeline]] = {}
+        #: source → ((its config, its filters) as the plan gave them, its pipeline)
+        self.pipelines: dict[str, tuple[tuple[dict[str, Any], Any], Pipeline]] = {}
         self.forwarders: list[Forwarder] = []
         self.plan_errors = 0
         self.last_plan_error = ""
@@ -206,9 +217,13 @@ class Gatherer:
             self.sink.ids = {f["name"]: int(f["id"]) for f in plan.get("fields", [])}
             settings = plan.get("settings") or {}
             wanted = {s["name"]: s for s in plan.get("sources", [])}
+            # a source's filters (stages/filter.py) run here, before the spool
+            filters = {
+                name: [f for f in plan.get("filters", []) if f["input"] == name] for name in wanted
+            }
             for name in list(self.pipelines):
                 config, pipeline = self.pipelines[name]
-                if wanted.get(name) != config:
+                if (wanted.get(name), filters.get(name)) != config:
                     pipeline.stop()
                     del self.pipelines[name]
                     log.warning("source %s stopped (plan %s)", name, plan.get("version"))
@@ -227,9 +242,10 @@ class Gatherer:
                     gatherer=self.name,
                     interval_s=float(settings.get("commit_interval_s", 0.5)),
                     max_datagrams=int(settings.get("max_batch_datagrams", 20_000)),
+                    process=source_filters(filters[name]),
                 )
                 pipeline.start()
-                self.pipelines[name] = (raw, pipeline)
+                self.pipelines[name] = ((raw, filters[name]), pipeline)
                 log.warning("source %s started (plan %s)", name, plan.get("version"))
             self.plan = plan
             self._save_plan(plan)

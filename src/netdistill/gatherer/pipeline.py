@@ -94,6 +94,9 @@ class Pipeline:
             sequence = self._sequences[source.name] + 1
             n = self.sink.commit(records, origin=self._origin(source), sequence=sequence)
             self._sequences[source.name] = sequence
+            committed = getattr(self.process, "committed", None)
+            if committed is not None:  # filters count drops of committed batches only
+                committed(source.name)
             result.records = result.records.slice(0, 0)
             self.committed_records += n
             self.committed_batches += 1
@@ -166,4 +169,5 @@ class Pipeline:
             "last_error": self.last_error,
             "sources": [s.status() for s in self.sources],
             "lookups": getattr(self.process, "status", list)(),  # an enhancer's lookups
+            "filters": getattr(self.process, "filter_status", list)(),  # records dropped
         }

@@ -1,8 +1,9 @@
 """The flow plan as the manager hands it out: each gatherer's part, versioned.
 
-``GET /api/plan?gatherer=G`` answers ``{"version", "gatherer", "sources", "fields",
-"spool", "forward", ...}``: the configs of the sources whose ``gatherer:`` is G (as
-JSON, validated again by the gatherer with the same models), the field registry (the
+``GET /api/plan?gatherer=G`` answers ``{"version", "gatherer", "sources", "filters",
+"fields", "spool", "forward", ...}``: the configs of the sources whose ``gatherer:`` is G
+(as JSON, validated again by the gatherer with the same models), the filters on those
+sources with the field types they were checked against, the field registry (the
 gatherer names wire columns by field id) and G's spool and forwarding settings. The
 version is a hash of that content, so it changes exactly when G's part changes and is
 stable across manager restarts. Gatherers poll it and apply a change live.
@@ -29,6 +30,7 @@ from netdistill.manager.auth import GathererAuth
 from netdistill.scheme.load import load_scheme
 from netdistill.scheme.models import Scheme
 from netdistill.sources.registry import source_class
+from netdistill.stages.filter import Filter, FilterConfig
 from netdistill.store import Store, ensure_fields
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,14 @@ class PlanService:
         body: dict[str, Any] = {
             "gatherer": gatherer,
             "sources": [s.model_dump(mode="json") for s in sources],
+            # filters on these sources run on the gatherer (stages/filter.py)
+            "filters": [
+                Filter.from_config(stage, scheme).as_plan()
+                for stage in scheme.stages
+                if isinstance(stage, FilterConfig)
+                and stage.enabled
+                and stage.input in {s.name for s in sources}
+            ],
             "fields": [{"id": f.id, "name": f.name, "type": f.type} for f in self.store.fields],
             "settings": config.model_dump(
                 mode="json",

@@ -73,6 +73,7 @@ from netdistill.stages.base import (
 from netdistill.stages.filter import (
     STANDARD_TYPES,
     Filter,
+    StageCheckError,
     check_expression,
     expression_fields,
     input_field_types,
@@ -131,20 +132,41 @@ class AggregateConfig(StageConfigBase):
         """Every field named exists in the input, with a type that fits."""
         where = f"stage {self.name!r}"
         types = input_field_types(self.input, scheme)
-        for field in [*self.by, self.time_field]:
+        for key, field in [*(("by", f) for f in self.by), ("time_field", self.time_field)]:
             if field not in types:
-                raise ValueError(f"{where}: {self.input!r} has no field {field!r}")
+                raise StageCheckError(
+                    f"{where}: {self.input!r} has no field {field!r}", key=key, value=field
+                )
         if types[self.time_field] != "timestamp":
-            raise ValueError(f"{where}: time_field {self.time_field!r} is not a timestamp")
+            raise StageCheckError(
+                f"{where}: time_field {self.time_field!r} is not a timestamp",
+                key="time_field",
+                value=self.time_field,
+            )
         if set(self.by) & set(self.accumulate):
-            raise ValueError(f"{where}: an accumulator has the name of a 'by' field")
+            raise StageCheckError(
+                f"{where}: an accumulator has the name of a 'by' field",
+                key="accumulate",
+                value=sorted(set(self.by) & set(self.accumulate)),
+            )
         for acc in self.accumulators():
+            text = self.accumulate[acc.out]
             if acc.field and acc.field not in types:
-                raise ValueError(f"{where}: {acc.out}: {self.input!r} has no field {acc.field!r}")
+                raise StageCheckError(
+                    f"{where}: {acc.out}: {self.input!r} has no field {acc.field!r}",
+                    key="accumulate",
+                    value=text,
+                )
             if acc.function in ("sum", "avg") and types[acc.field] not in _NUMBERS:
-                raise ValueError(f"{where}: {acc.out}: {acc.function} needs a number field")
+                raise StageCheckError(
+                    f"{where}: {acc.out}: {acc.function} needs a number field",
+                    key="accumulate",
+                    value=text,
+                )
         if self.max_bytes and types.get("bytes") not in _NUMBERS:
-            raise ValueError(f"{where}: max_bytes needs a number field 'bytes'")
+            raise StageCheckError(
+                f"{where}: max_bytes needs a number field 'bytes'", key="max_bytes", value=None
+            )
         if self.where:
             check_expression(self.where, types, where)
         if self.output == "records":
@@ -152,9 +174,11 @@ class AggregateConfig(StageConfigBase):
             for name, type_ in outputs.items():
                 known = STANDARD_TYPES.get(name)
                 if known is not None and group(known) != group(type_):
-                    raise ValueError(
+                    raise StageCheckError(
                         f"{where}: output: records: {name!r} would be {type_}, but the "
-                        f"records field is {known}; rename the accumulator"
+                        f"records field is {known}; rename the accumulator",
+                        key="accumulate",
+                        value=name,
                     )
 
     def output_field_types(self, scheme: Any, _depth: int = 0) -> dict[str, str]:

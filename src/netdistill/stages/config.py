@@ -69,7 +69,7 @@ def check_references(scheme: Any) -> None:
                 f"stage {stage.name!r} has the name of a source or procedure; names must differ"
             )
     known = sources | procedures | {s.name for s in scheme.stages}
-    for stage in scheme.stages:
+    for index, stage in enumerate(scheme.stages):
         for name in stage.references():
             if name not in known:
                 raise ValueError(
@@ -79,4 +79,17 @@ def check_references(scheme: Any) -> None:
         # a type's own checks against the scheme (fields its expressions read …)
         check_in_scheme = getattr(stage, "check_in_scheme", None)
         if check_in_scheme is not None:
-            check_in_scheme(scheme)
+            try:
+                check_in_scheme(scheme)
+            except ValueError as exc:  # at the stage's key when the error names one
+                key = getattr(exc, "key", None)
+                raise ValidationError.from_exception_data(
+                    "scheme",
+                    [
+                        {
+                            "type": PydanticCustomError("value_error", str(exc)),
+                            "loc": ("stages", index, *([key] if key else [])),
+                            "input": getattr(exc, "value", {}),
+                        }
+                    ],
+                ) from None

@@ -56,12 +56,22 @@ class FilterConfig(StageConfigBase):
         check_expression(self.where, input_field_types(self.input, scheme), f"stage {self.name!r}")
 
 
+class StageCheckError(ValueError):
+    """A stage entry that does not fit the scheme; ``key`` is the entry's key at fault
+    (the scheme loader reports the error at its line)."""
+
+    def __init__(self, message: str, *, key: str, value: Any) -> None:
+        super().__init__(message)
+        self.key = key
+        self.value = value
+
+
 def check_expression(text: str, types: Mapping[str, str], where: str) -> None:
-    """Parse and type-check ``text``; ``ValueError`` naming ``where`` if it is wrong."""
+    """Parse and type-check ``text``; an error naming ``where`` if it is wrong."""
     try:
         check(parse(text), types)
     except ExprError as exc:
-        raise ValueError(f"{where}: where {text!r}: {exc}") from None
+        raise StageCheckError(f"{where}: where {text!r}: {exc}", key="where", value=text) from None
 
 
 def expression_fields(text: str) -> list[str]:
@@ -139,16 +149,26 @@ def polars_type(type_name: str) -> pl.DataType:
 class Filter:
     """One compiled filter over batches: ``apply(records) -> (kept, dropped)``. Pure."""
 
-    def __init__(self, name: str, where: str, types: Mapping[str, str]) -> None:
+    def __init__(self, name: str, where: str, types: Mapping[str, str], *, input: str = "") -> None:
         self.name = name
         self.where = where
+        self.input = input
         self.types = dict(types)
         self.fields = expression_fields(where)
         self.predicate = compile_predicate(where, self.types)
 
     @classmethod
     def from_config(cls, config: FilterConfig, scheme: Any) -> Filter:
-        return cls(config.name, config.where, input_field_types(config.input, scheme))
+        types = input_field_types(config.input, scheme)
+        return cls(config.name, config.where, types, input=config.input)
+
+    def as_plan(self) -> dict[str, Any]:
+        """What a remote gatherer needs to rebuild it (``manager/plan.py``)."""
+        return {"name": self.name, "input": self.input, "where": self.where, "types": self.types}
+
+    @classmethod
+    def from_plan(cls, item: Mapping[str, Any]) -> Filter:
+        return cls(item["name"], item["where"], item["types"], input=item["input"])
 
     def mask(self, records: pa.Table) -> pa.Array:
         frame = pl.from_arrow(records.select([f for f in self.fields if f in records.schema.names]))
