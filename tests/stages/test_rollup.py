@@ -406,3 +406,37 @@ def test_input_selects_the_records_of_one_procedure(tmp_path: Path) -> None:
     mine = [r for r, p in zip(rows, procedures, strict=True) if p == "enrich"]
     check_period(store, mine, "2026-10")
     store.close()
+
+
+def test_an_older_record_before_the_first_close_moves_the_first_period(tmp_path: Path) -> None:
+    day = NOV + timedelta(days=22)
+    clock = Clock(day)
+    store = open_store(tmp_path, clock)
+    record = {
+        "account_id": "a1",
+        "company": "Acme",
+        "service": "smtp",
+        "bytes": 5,
+        "duration_s": 1.0,
+    }
+    store.commit(to_table([{**record, "end_time": day}]), origin="t", sequence=1)
+    runner = make_runner(store, tmp_path, clock, period="day", export="{directory: null}")
+    assert runner.run_once()["monthly"]["periods_closed"] == 0
+    older = {**record, "end_time": day - timedelta(days=2), "bytes": 7}
+    store.commit(to_table([older]), origin="t", sequence=2)
+    clock.set(day + timedelta(days=1, seconds=300))
+    assert runner.run_once()["monthly"] == {
+        "periods_closed": 3,
+        "late_records": 0,
+        "exported": 0,
+        "export_failures": 0,
+    }
+    got = store.query(
+        'SELECT period, records, bytes FROM "rollup_monthly_periods" ORDER BY period'
+    ).to_pylist()
+    assert got == [
+        {"period": "2026-11-21", "records": 1, "bytes": 7},
+        {"period": "2026-11-22", "records": 0, "bytes": 0},
+        {"period": "2026-11-23", "records": 1, "bytes": 5},
+    ]
+    store.close()

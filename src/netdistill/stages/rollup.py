@@ -213,6 +213,8 @@ class RollupStage:
         )
         self.exporter = make_exporter(self.store, config, context.data_dir, context.clock)
         self.closed = 0
+        self._earliest: datetime | None = None  # of the records read, before a close
+        self._scanned = False
         self.last_counts: dict[str, int] = {}
 
     def ensure_tables(self) -> None:
@@ -262,21 +264,28 @@ class RollupStage:
         value = self.store.query(f'SELECT max(period_end) AS e FROM "{periods}"').column("e")[0]
         return value.as_py()
 
-    def _first_start(self, high: int) -> datetime | None:
+    def _first_start(self, watermark: int, high: int) -> datetime | None:
+        """Start of the first period to close: the end of the last closed one, else the
+        period of the earliest record — scanned in full once, then only the new records
+        (a manager running a month before its first close must not rescan every round)."""
         closed = self._closed_until()
         if closed is not None:
             return closed
         t = time_expression(self.config)
+        low = watermark if self._scanned else 0
         value = (
             self.store.query(
                 f"SELECT min({t}) AS t FROM records"
-                f" WHERE record_id <= $high AND ({self.spec.where})",
-                {**self.spec.params, "high": high},
+                f" WHERE record_id > $low AND record_id <= $high AND ({self.spec.where})",
+                {**self.spec.params, "low": low, "high": high},
             )
             .column("t")[0]
             .as_py()
         )
-        return None if value is None else period_floor(self.config.period, value)
+        self._scanned = True
+        if value is not None and (self._earliest is None or value < self._earliest):
+            self._earliest = value
+        return None if self._earliest is None else period_floor(self.config.period, self._earliest)
 
     def _due(self, first: datetime, now: float) -> list[datetime]:
         """Starts of the periods from ``first`` that may close at ``now``."""
@@ -321,7 +330,7 @@ class RollupStage:
                 log.warning(
                     "rollup %s: %d records arrived after their period closed", self.name, new_late
                 )
-        first = self._first_start(high)
+        first = self._first_start(watermark, high)
         starts = self._due(first, now) if first is not None else []
         rows: pa.Table | None = None
         if starts:
