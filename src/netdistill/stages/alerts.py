@@ -194,10 +194,13 @@ class AlertStage:
         if seeds:
             balance_store.seed_balances(self.store, seeds, f"scheme:{self.name}")
 
-    def router(self) -> APIRouter | None:
-        """The balances API, mounted once: by the first alert stage of the scheme."""
+    def router(self) -> APIRouter:
+        """The balances API, mounted once: by the first alert stage of the scheme (the
+        others give an empty router)."""
         first = next(s for s in self.context.scheme.stages if s.type == "alert" and s.enabled)
-        return balance_store.balances_router(self.store) if first.name == self.name else None
+        if first.name != self.name:
+            return APIRouter()
+        return balance_store.balances_router(self.store)
 
     def status(self) -> dict[str, Any]:
         open_alerts = (
