@@ -440,3 +440,19 @@ def test_an_older_record_before_the_first_close_moves_the_first_period(tmp_path:
         {"period": "2026-11-23", "records": 1, "bytes": 5},
     ]
     store.close()
+
+
+def test_changed_categories_refuse_the_old_tables(tmp_path: Path) -> None:
+    from netdistill.errors import StoreError
+    from netdistill.stages.base import StageContext
+    from netdistill.stages.runner import StageRunner
+
+    clock = Clock(NOV)
+    store = open_store(tmp_path, clock)
+    make_runner(store, tmp_path, clock)
+    scheme = parse_scheme(
+        "stages:\n  - {name: monthly, type: rollup, company: company, categories: {web: [http]}}\n"
+    )
+    with pytest.raises(StoreError, match="rollup_monthly_accounts was made by a different"):
+        StageRunner(StageContext(store, scheme, tmp_path, clock=clock))
+    store.close()
