@@ -71,8 +71,9 @@ class Dashboard:
         rows = self.store.query(
             "SELECT coalesce(source, '') AS source, count(*) AS records, "
             "coalesce(sum(bytes), 0)::DOUBLE AS bytes FROM records "
-            "WHERE ingested_at >= to_timestamp($since) GROUP BY ALL ORDER BY source",
-            {"since": now - window_s},
+            "WHERE ingested_at >= to_timestamp($since) AND ingested_at <= to_timestamp($now) "
+            "GROUP BY ALL ORDER BY source",
+            {"since": now - window_s, "now": now},
         ).to_pylist()
         for row in rows:
             row["records_per_s"] = row["records"] / window_s
