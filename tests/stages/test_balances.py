@@ -90,6 +90,7 @@ def test_the_balances_api_is_mounted_once(tmp_path: Path) -> None:
         (stage(actions=[{"mail": {}}]), "mail"),
         (stage(actions=[{"radius": {"request": "kick", "secret": "s"}}]), "'disconnect' or 'coa'"),
         (stage(rule="over_limit"), "usage_over_balance"),
+        (stage(name="gatherer_silent"), "the monitor's alert kind"),
     ],
 )  # fmt: skip
 def test_config_errors_name_the_problem(entry: dict[str, object], message: str) -> None:
@@ -104,3 +105,15 @@ def test_unknown_radius_attribute_and_field(tmp_path: Path) -> None:
         make_runner(tmp_path / "a", [stage(actions=[{"radius": radius}])])
     with pytest.raises(ValueError, match="records have no field 'customer'"):
         make_runner(tmp_path / "b", [stage(per="customer")])
+
+
+def test_defaults_validate() -> None:
+    from netdistill.stages.actions import ActionEntry
+    from netdistill.stages.alerts import AlertConfig
+
+    config = AlertConfig(name="q", rule="quarantine_growing")
+    assert (config.measure, config.period, config.per, config.max_attempts) == (
+        "sum(bytes)", "month", "account_id", 5
+    )  # fmt: skip
+    entry = ActionEntry.model_validate({"radius": {"request": "coa", "secret": "s"}})
+    assert entry.kind == "radius" and entry.radius is not None and entry.radius.port == 3799

@@ -108,6 +108,13 @@ class AlertConfig(StageConfigBase):
     balances: dict[str, balance_store.BalanceSeed] = Field(default_factory=dict)
     balances_csv: str | None = Field(None, description="relative to the data directory")
 
+    @field_validator("name")
+    @classmethod
+    def _not_the_monitor(cls, value: str) -> str:
+        if value == SILENT:
+            raise ValueError(f"{SILENT!r} is the monitor's alert kind; name the stage otherwise")
+        return value
+
     @field_validator("measure")
     @classmethod
     def _check_measure(cls, value: str) -> str:
