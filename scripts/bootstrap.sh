@@ -16,6 +16,7 @@ declare -A NEEDED=(
   [slapd]=slapd              # LDAP server for the LDAP lookup
   [ldapadd]=ldap-utils       # loads the test directory into slapd
   [postfix]=postfix          # real MTA writing a maillog for the postfix format
+  [chromium]=chromium        # the console's browser tests (Playwright drives it)
 )
 missing=()
 for command in "${!NEEDED[@]}"; do
