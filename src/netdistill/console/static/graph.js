@@ -5,7 +5,7 @@
 (function () {
   "use strict";
   const SVG = "http://www.w3.org/2000/svg";
-  const W = 190, H = 30, XGAP = 70, YGAP = 14;
+  const W = 190, H = 30, XGAP = 120, YGAP = 18;
 
   function svg(tag, attrs, text) {
     const node = document.createElementNS(SVG, tag);
@@ -26,7 +26,11 @@
   function build(procedure, fieldTrees) {
     const nodes = new Map([["trigger", { id: "trigger", label: "⚡ " + procedure.trigger, title: "trigger: source " + procedure.trigger, kind: "trigger", col: 0 }]]);
     const edges = new Map();
-    const edge = (from, to, label) => edges.set(from + "|" + to + "|" + label, { from, to, label });
+    // one edge per pair of blocks, labelled with every value it carries
+    const edge = (from, to, label) => {
+      const e = edges.get(from + "|" + to) || edges.set(from + "|" + to, { from, to, labels: [] }).get(from + "|" + to);
+      if (!e.labels.includes(label)) e.labels.push(label);
+    };
     function visit(t) {
       if (t.kind === "field") return { id: "trigger", col: 0, label: t.name };
       let col = 0;
@@ -51,7 +55,8 @@
       nodes.set("field:" + e.field, { id: "field:" + e.field, label: e.field, title: procedure.fields[e.field], kind: "field", col: last });
       if (e.from) edge(e.from, "field:" + e.field, e.label);
     }
-    return { nodes: [...nodes.values()], edges: [...edges.values()] };
+    const list = [...edges.values()].map((e) => ({ from: e.from, to: e.to, label: e.labels.join(", ") }));
+    return { nodes: [...nodes.values()], edges: list };
   }
 
   function render(container, procedure, graph) {
@@ -68,11 +73,14 @@
       "data-testid": "procedure-graph-" + procedure.name, "data-procedure": procedure.name,
     });
     const at = Object.fromEntries(graph.nodes.map((n) => [n.id, n]));
+    const incoming = {};
     for (const e of graph.edges) {
       const a = at[e.from], b = at[e.to];
       const x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x, y2 = b.y + H / 2, mx = (x1 + x2) / 2;
       root.append(svg("path", { class: "edge", d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`, "data-from": e.from, "data-to": e.to }));
-      root.append(svg("text", { class: "edge-label", x: mx, y: (y1 + y2) / 2 - 3, "text-anchor": "middle" }, e.label));
+      // labels beside the block they enter, stacked when several enter it
+      const k = (incoming[e.to] = (incoming[e.to] || 0) + 1) - 1;
+      root.append(svg("text", { class: "edge-label", x: x2 - 6, y: y2 - 4 - 12 * k, "text-anchor": "end" }, e.label));
     }
     for (const n of graph.nodes) {
       const g = svg("g", { class: "node " + n.kind, "data-node": n.id });
