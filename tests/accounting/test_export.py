@@ -133,26 +133,29 @@ def test_http_post_once_retried_after_failure(tmp_path: Path, billing: Billing) 
     clock = Clock(OCT)
     store = open_store(tmp_path, clock)
     rows = make_rows(120, seed=3, start=OCT, end=NOV)
-    store.commit(to_table(rows), origin="test", sequence=1)
+    november = make_rows(10, seed=4, start=NOV, end=DEC)
+    store.commit(to_table(rows + november), origin="test", sequence=1)
     export = f"{{directory: null, url: '{billing.url}', retry_initial_s: 30}}"
     runner = make_runner(store, tmp_path, clock, export=export)
-    clock.set(NOV + timedelta(seconds=400))
+    clock.set(DEC + timedelta(seconds=400))
     counts = runner.run_once()["monthly"]
-    assert (counts["periods_closed"], counts["exported"], counts["export_failures"]) == (1, 0, 1)
+    # October fails; November waits behind it (periods reach billing in order)
+    assert (counts["periods_closed"], counts["exported"], counts["export_failures"]) == (2, 0, 1)
     assert len(billing.requests) == 1
-    clock.set(NOV + timedelta(seconds=429))  # back-off: not before 30 s
+    clock.set(DEC + timedelta(seconds=429))  # back-off: not before 30 s
     assert runner.run_once()["monthly"]["export_failures"] == 0
     assert len(billing.requests) == 1
-    clock.set(NOV + timedelta(seconds=430))
-    assert runner.run_once()["monthly"]["exported"] == 1
+    clock.set(DEC + timedelta(seconds=430))
+    assert runner.run_once()["monthly"]["exported"] == 2
     for _ in range(3):
         runner.run_once()
-    assert len(billing.requests) == 2  # one failed, one received; never again
+    assert len(billing.requests) == 3  # one failed, then each period once; never again
 
-    first, second = billing.requests
+    first, second, third = billing.requests
     assert first["body"] == second["body"]
     assert second["path"] == "/usage"
     assert second["headers"]["idempotency-key"] == "monthly/2026-10"
+    assert third["headers"]["idempotency-key"] == "monthly/2026-11"
     sha = hashlib.sha256(second["body"]).hexdigest()
     assert second["headers"]["x-netdistill-sha256"] == sha
     body = json.loads(second["body"])
@@ -163,19 +166,21 @@ def test_http_post_once_retried_after_failure(tmp_path: Path, billing: Billing) 
     for (_period, company, account), columns in want["accounts"].items():
         assert {c: got[(company, account)][c] for c in columns} == columns
     assert [r["company"] for r in body["companies"]] == sorted(k[1] for k in want["companies"])
+    assert sum(r["total_records"] for r in json.loads(third["body"])["accounts"]) == 10
     outcomes = store.query(
-        "SELECT target, kind, outcome, sha256 FROM exports ORDER BY sent_at"
+        "SELECT period, target, kind, outcome, sha256 FROM exports ORDER BY sent_at, period"
     ).to_pylist()
-    assert [(o["target"], o["kind"], o["outcome"]) for o in outcomes] == [
-        ("http", "scheduled", "failed"),
-        ("http", "scheduled", "ok"),
+    assert [(o["period"], o["target"], o["kind"], o["outcome"]) for o in outcomes] == [
+        ("2026-10", "http", "scheduled", "failed"),
+        ("2026-10", "http", "scheduled", "ok"),
+        ("2026-11", "http", "scheduled", "ok"),
     ]
-    assert {o["sha256"] for o in outcomes} == {sha}
+    assert {o["sha256"] for o in outcomes[:2]} == {sha}
 
     # resend on demand posts the same body again
     [result] = runner.get("monthly").resend("2026-10")
-    assert result["outcome"] == "ok" and len(billing.requests) == 3
-    assert billing.requests[2]["body"] == second["body"]
+    assert result["outcome"] == "ok" and len(billing.requests) == 4
+    assert billing.requests[3]["body"] == second["body"]
     store.close()
 
 

@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 
 FILE, HTTP = "file", "http"
 SCHEDULED, RESEND = "scheduled", "resend"
+Format = Literal["csv", "jsonl"]
+FORMATS: tuple[Format, ...] = ("csv", "jsonl")
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS exports (
@@ -83,8 +85,8 @@ class ExportConfig(BaseModel):
     directory: str | None = Field(
         "exports", description="export files go to <directory>/<rollup>/; null: no files"
     )
-    formats: list[Literal["csv", "jsonl"]] = Field(
-        default_factory=lambda: ["csv", "jsonl"], description="file formats written"
+    formats: list[Format] = Field(
+        default_factory=lambda: list(FORMATS), description="file formats written"
     )
     url: str | None = Field(None, description="POST each period as JSON to this URL")
     headers: dict[str, str] = Field(default_factory=dict, description="extra HTTP headers")
@@ -368,21 +370,29 @@ class Exporter:
         ]
 
     def run_pending(self) -> dict[str, int]:
-        """Export every pending (period, target) whose back-off has passed."""
+        """Export every pending (period, target), oldest first. A target whose export
+        failed waits its back-off, and its later periods wait with it: a billing system
+        receives periods in order, and a dead endpoint costs one timeout per round."""
         sent = failed = 0
         with self._lock:
             now = self.clock()
+            blocked: set[str] = set()
             for key in self.pending():
+                period, target = key
+                if target in blocked:
+                    continue
                 failures, next_try = self._retry.get(key, (0, 0.0))
                 if now < next_try:
+                    blocked.add(target)
                     continue
-                result = self.send(key[0], key[1], SCHEDULED)
+                result = self.send(period, target, SCHEDULED)
                 if result["outcome"] == "ok":
                     self._retry.pop(key, None)
                     sent += 1
                 else:
                     wait = min(self.config.retry_max_s, self.config.retry_initial_s * 2**failures)
                     self._retry[key] = (failures + 1, now + wait)
+                    blocked.add(target)
                     failed += 1
         return {"exported": sent, "export_failures": failed}
 
