@@ -557,6 +557,7 @@ def _change_field(data_dir: Path, method: str, *args: str) -> None:
 
 
 import netdistill.cli_report  # noqa: E402,F401  (registers 'netdistill report')
+from netdistill.console.cli import user_app as _user_app  # noqa: E402,F401  ('netdistill user')
 
 
 def main() -> None:
