@@ -55,6 +55,14 @@ def ipc_to_table(data: bytes) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
+def body_table(data: bytes) -> pa.Table:
+    """A request body as a table; 400 (not 500) when it is not an Arrow IPC stream."""
+    try:
+        return ipc_to_table(data)
+    except pa.ArrowInvalid as exc:
+        raise HTTPException(400, detail=f"the body is not an Arrow IPC stream: {exc}") from None
+
+
 def quarantine_to_table(items: Sequence[Quarantined]) -> pa.Table:
     names = [f.name for f in dataclasses.fields(Quarantined)]
     return pa.Table.from_pylist(
@@ -117,12 +125,12 @@ def create_app(
 
     @app.post("/api/commit", dependencies=guard)
     async def post_commit(request: Request, origin: str, sequence: int) -> dict[str, int]:
-        table = ipc_to_table(await request.body())
+        table = body_table(await request.body())
         return {"rows": store.commit(table, origin=origin, sequence=sequence)}
 
     @app.post("/api/quarantine", dependencies=guard)
     async def post_quarantine(request: Request) -> dict[str, int]:
-        items = quarantine_from_table(ipc_to_table(await request.body()))
+        items = quarantine_from_table(body_table(await request.body()))
         return {"rows": store.commit_quarantine(items)}
 
     @app.get("/api/quarantine", dependencies=guard)
