@@ -242,3 +242,23 @@ def test_demo_run_shows_records_within_seconds(tmp_path):
         "select count(user_name) > count(*) / 2 most from records where source = 'demo-netflow'",
     )
     assert named == [{"most": True}]
+    # The demo's stages ran: the proxy's and the firewall's views of a web fetch merged
+    # into one record (client from the proxy, site from the firewall), the routers'
+    # flows read by the aggregate and the rollup.
+    merged = query_json(
+        tmp_path,
+        "select count(*) > 0 seen, count(*) filter (where src_ip = '192.0.2.3' "
+        "or dst_ip is null or account_id is null or url not like 'http://%?r=%') bad "
+        "from records where procedure = 'web-sessions'",
+    )
+    assert merged == [{"seen": True, "bad": 0}]
+    read = query_json(
+        tmp_path,
+        "select stage, watermark > 0 read from _stage_state "
+        "where stage in ('conversations', 'hourly-usage', 'web-sessions') order by 1",
+    )
+    assert read == [
+        {"stage": "conversations", "read": True},
+        {"stage": "hourly-usage", "read": True},
+        {"stage": "web-sessions", "read": True},
+    ]

@@ -220,20 +220,36 @@ class DemoFirewall(_Ticker):
         self._sock.close()
 
 
+#: (URL, content type, typical size, the site's address)
 _SITES = (
-    ("http://www.example.com/", "text/html", 14_000),
-    ("http://cdn.example.net/app.js", "application/javascript", 180_000),
-    ("http://images.example.org/photo.jpg", "image/jpeg", 420_000),
-    ("http://updates.example.com/pkg.deb", "application/octet-stream", 9_000_000),
-    ("http://news.example.com/today", "text/html", 65_000),
+    ("http://www.example.com/", "text/html", 14_000, "93.184.216.34"),
+    ("http://cdn.example.net/app.js", "application/javascript", 180_000, "198.51.100.20"),
+    ("http://images.example.org/photo.jpg", "image/jpeg", 420_000, "198.51.100.31"),
+    ("http://updates.example.com/pkg.deb", "application/octet-stream", 9_000_000, "203.0.113.7"),
+    ("http://news.example.com/today", "text/html", 65_000, "203.0.113.45"),
 )
+#: the proxy's own address: what the firewall in front of it sees as every session's source
+PROXY_ADDRESS = "192.0.2.3"
 
 
 class DemoProxy(_Ticker):
-    """A web proxy appending Squid native ``access.log`` lines to ``path``."""
+    """A web proxy appending Squid native ``access.log`` lines to ``path``.
+
+    With ``firewall`` (a syslog target), each request the proxy fetches from the site (a
+    cache miss) is also logged by the border firewall in front of it, as a CEF line with
+    the proxy as source, the site as destination and the URL (seed 001, "Record Merges":
+    the proxy knows the client, the firewall the destination; the URL ties them). Each
+    request's URL is unique (``?r=N``), as real URLs mostly are."""
 
     def __init__(
-        self, path: Path, hosts: list[str], *, seed: int = 1, lines_per_second: float = 5.0
+        self,
+        path: Path,
+        hosts: list[str],
+        *,
+        seed: int = 1,
+        lines_per_second: float = 5.0,
+        firewall: tuple[str, int] | None = None,
+        firewall_address: str = "127.0.0.14",
     ) -> None:
         super().__init__()
         self.path = Path(path)
@@ -241,24 +257,51 @@ class DemoProxy(_Ticker):
         self._rng = np.random.default_rng([seed, 0x5351])
         self.hosts = hosts
         self.rate = lines_per_second
+        self._request = 0
+        self._firewall = _udp_from(firewall_address, firewall) if firewall else None
+        self.firewall_lines: list[str] = []  # of the current tick, sent after the log write
 
     def line(self, now: float) -> str:
         rng = self._rng
-        url, content_type, size = _SITES[int(rng.integers(len(_SITES)))]
+        site, content_type, size, address = _SITES[int(rng.integers(len(_SITES)))]
+        self._request += 1
+        url = f"{site}?r={self._request}"
         client = self.hosts[int(rng.integers(len(self.hosts)))]
         elapsed_ms = int(rng.lognormal(5.0, 1.0))
         hit = rng.random() < 0.3
         action = "TCP_MEM_HIT/200" if hit else "TCP_MISS/200"
-        peer = "HIER_NONE/-" if hit else "HIER_DIRECT/93.184.216.34"
+        peer = "HIER_NONE/-" if hit else f"HIER_DIRECT/{address}"
         bytes_ = int(size * rng.uniform(0.8, 1.2))
+        if not hit:
+            self.firewall_lines.append(self._cef(now, address, url, bytes_))
         return (
             f"{now:.3f} {elapsed_ms:6d} {client} {action} {bytes_} GET {url} - {peer} "
             f"{content_type}\n"
         )
 
+    def _cef(self, now: float, address: str, url: str, bytes_: int) -> str:
+        t = time.gmtime(now)
+        stamp = (
+            f"{_MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+        )
+        request = url.replace("\\", "\\\\").replace("=", "\\=")  # CEF value escapes
+        return (
+            f"<134>{stamp} fw1 CEF:0|Demo|BorderFirewall|1.0|100|allowed|3|"
+            f"src={PROXY_ADDRESS} spt={int(self._rng.integers(32768, 61000))} dst={address} "
+            f"dpt=80 proto=TCP request={request} start={int(now * 1000)} out={bytes_}"
+        )
+
     def tick(self, now: float) -> int:
         n = int(self._rng.poisson(self.rate))
+        self.firewall_lines = []
         if n:
             with self.path.open("a", encoding="ascii") as log:
                 log.write("".join(self.line(now) for _ in range(n)))
-        return n
+        if self._firewall is not None:
+            for line in self.firewall_lines:
+                self._firewall.send(line.encode())
+        return n + len(self.firewall_lines)
+
+    def close(self) -> None:
+        if self._firewall is not None:
+            self._firewall.close()

@@ -116,7 +116,8 @@ class LocalSystem:
             devices.append(DemoFirewall(_loopback(udp[0]), hosts))
         files = first.get("file")
         if demo.proxy and files is not None and files.config.format == "squid":
-            devices.append(DemoProxy(Path(files.config.paths[0]), hosts))
+            firewall = _loopback(udp[0]) if udp else None
+            devices.append(DemoProxy(Path(files.config.paths[0]), hosts, firewall=firewall))
         for device in devices:
             device.start()
             self.exporters.append(device)
