@@ -54,6 +54,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator
 
+from netdistill.expr import compile_predicate
 from netdistill.expr.types import group
 from netdistill.records.fields import FIELD_TYPES
 from netdistill.stages.aggregate_operator import (
@@ -72,7 +73,6 @@ from netdistill.stages.base import (
 )
 from netdistill.stages.filter import (
     STANDARD_TYPES,
-    Filter,
     StageCheckError,
     check_expression,
     expression_fields,
@@ -242,9 +242,6 @@ class AggregateStage:
         self.state_table = f"_agg_state_{config.name}"
         self.runs_table = f"_agg_runs_{config.name}"
         self.types = input_field_types(config.input, context.scheme)
-        self.filter = (
-            Filter(config.name, config.where, self.types) if config.where is not None else None
-        )
         self.aggregator = self._new_aggregator()
         wanted = [*config.by, config.time_field]
         wanted += [a.field for a in config.accumulators() if a.field]
@@ -269,6 +266,7 @@ class AggregateStage:
             max_records=c.max_records,
             max_bytes=c.max_bytes,
             max_age_s=c.max_age_s,
+            where=compile_predicate(c.where, self.types) if c.where is not None else None,
         )
 
     # --- tables ----------------------------------------------------------------------------
@@ -335,10 +333,7 @@ class AggregateStage:
             limit=self.config.batch_records,
         )
         read = records.num_rows
-        if read and self.filter is not None:
-            records, _ = self.filter.apply(records)
-        if records.num_rows:
-            self.aggregator.process(records, now)
+        aggregated = self.aggregator.process(records, now) if read else 0
         rows = self.aggregator.flush(now)
         emitted = rows.num_rows
         if self.config.output == "records" and emitted:
@@ -365,9 +360,9 @@ class AggregateStage:
             committed(self.name)  # filters on our output count what they dropped
         self.watermark = high
         self.read_records += read
-        self.aggregated_records += records.num_rows
+        self.aggregated_records += aggregated
         self.emitted_rows += emitted
-        return {"read": read, "aggregated": records.num_rows, "emitted": emitted}
+        return {"read": read, "aggregated": aggregated, "emitted": emitted}
 
     def _as_records(self, rows: pa.Table) -> pa.Table:
         frame = pl.from_arrow(rows)

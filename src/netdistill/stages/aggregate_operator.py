@@ -128,8 +128,11 @@ class Aggregator:
         max_bytes: int | None = None,
         max_age_s: float | None = None,
         bytes_field: str = "bytes",
+        where: pl.Expr | None = None,
     ) -> None:
         self.by = list(by)
+        #: a boolean polars expression (``expr.compile_predicate``): the records folded
+        self.where = where
         self.accumulators = [
             Accumulator.parse(o, t) for o, t in (accumulate or DEFAULT_ACCUMULATE).items()
         ]
@@ -157,33 +160,43 @@ class Aggregator:
 
     # --- folding ---------------------------------------------------------------------------
 
-    def _binned(self, batch: pa.Table | pl.DataFrame) -> pl.DataFrame:
+    def _binned(self, batch: pa.Table | pl.DataFrame) -> pl.LazyFrame:
         frame = batch if isinstance(batch, pl.DataFrame) else pl.from_arrow(batch)
         assert isinstance(frame, pl.DataFrame)
+        lazy = frame.lazy()
+        if self.where is not None:
+            lazy = lazy.filter(self.where)
         epoch = pl.col(self.time_field).dt.epoch("us")
-        return frame.with_columns((epoch // self.bin_us).alias("_bin"))
+        return lazy.with_columns((epoch // self.bin_us).alias("_bin"))
 
     def process(self, batch: pa.Table | pl.DataFrame, now: float) -> int:
-        """Fold ``batch`` (records in arrival order) into the state; returns its rows."""
-        frame = self._binned(batch)
-        if not frame.height:
+        """Fold ``batch`` (records in arrival order) into the state; returns the records
+        folded (those ``where`` accepts)."""
+        if not batch.num_rows if isinstance(batch, pa.Table) else not batch.height:
             return 0
-        if not self.thresholds:
-            partial = frame.group_by(self._group).agg(
-                *self._partial_exprs, pl.len().cast(pl.Int64).alias("_rows")
-            )
-            self._partials.append(
-                partial.with_columns(
-                    pl.lit(now, pl.Float64).alias("_opened"),
-                    pl.lit(0, pl.Int64).alias("_pr"),
-                    pl.lit(0, pl.Int64).alias("_pb"),
-                )
-            )
-            if sum(p.height for p in self._partials) > 4 * max(self._state_height(), 1 << 16):
-                self._combine()
+        lazy = self._binned(batch)
+        if self.thresholds:
+            frame = lazy.collect()
+            if frame.height:
+                self._process_pieces(frame, now)
             return frame.height
-        self._process_pieces(frame, now)
-        return frame.height
+        # one query: filter, bin, group; the partial waits to be combined (see module doc)
+        partial = (
+            lazy.group_by(self._group)
+            .agg(*self._partial_exprs, pl.len().cast(pl.Int64).alias("_rows"))
+            .collect()
+            .with_columns(
+                pl.lit(now, pl.Float64).alias("_opened"),
+                pl.lit(0, pl.Int64).alias("_pr"),
+                pl.lit(0, pl.Int64).alias("_pb"),
+            )
+        )
+        if not partial.height:
+            return 0
+        self._partials.append(partial)
+        if sum(p.height for p in self._partials) > 4 * max(self._state_height(), 1 << 16):
+            self._combine()
+        return int(partial["_rows"].sum())
 
     def _process_pieces(self, frame: pl.DataFrame, now: float) -> None:
         """Threshold path: number every record's piece, then combine at once."""
@@ -247,7 +260,7 @@ class Aggregator:
             self._state = parts[0]
             return
         stacked = pl.concat(parts, how="diagonal_relaxed")
-        self._state = stacked.group_by(self._piece).agg(*self._combine_exprs)
+        self._state = stacked.lazy().group_by(self._piece).agg(*self._combine_exprs).collect()
 
     # --- emitting --------------------------------------------------------------------------
 
@@ -284,7 +297,7 @@ class Aggregator:
             (pl.col("_bin") * self.bin_us).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
         )
         bin_end = ((pl.col("_bin") + 1) * self.bin_us).cast(pl.Datetime("us"))
-        return state.sort([*self._group, "_pr", "_pb"]).select(
+        return state.select(
             *self.by,
             bin_start.alias("bin_start"),
             bin_end.dt.replace_time_zone("UTC").alias("bin_end"),
@@ -324,7 +337,7 @@ class Aggregator:
             time_field=self.time_field,
             bin_s=self.bin_s,
         )
-        frame = probe._binned(empty)
+        frame = probe._binned(empty).collect()
         partial = frame.group_by(probe._group).agg(
             *probe._partial_exprs, pl.len().cast(pl.Int64).alias("_rows")
         )
