@@ -5,7 +5,7 @@
 // PUT /api/procedures/{name}, which refuses while the procedure is enabled.
 (function () {
   "use strict";
-  const { api, el, showError, canChange } = nd;
+  const { api, el, canChange } = nd;
   const root = document.getElementById("builder");
   const name = root.dataset.procedure;
   const $ = (id) => document.getElementById(id);
@@ -81,7 +81,7 @@
     render();
     try {
       state.options = await api("GET", `/api/procedures/${encodeURIComponent(name)}/options?field=${encodeURIComponent(state.field)}&chain=${encodeURIComponent(state.chain)}`);
-      showError("builder-message", null);
+      $("builder-message").textContent = "";  // not showError: it would hide the line for good
     } catch (error) { $("builder-message").textContent = String(error.message); }
     render();
   }
