@@ -300,6 +300,7 @@ class Gatherer:
             "errors": sum(int(p["errors"]) for p in pipelines),  # type: ignore[call-overload]
             "last_error": next((p["last_error"] for p in pipelines if p["last_error"]), ""),
             "sources": [s for p in pipelines for s in p["sources"]],  # type: ignore[attr-defined]
+            "filters": [f for p in pipelines for f in p["filters"]],  # type: ignore[attr-defined]
             "spool": {
                 **spool,
                 "depth_batches": max(
