@@ -6,7 +6,8 @@ screenshots kept as test artifacts.
   built-in demo scheme with every listening port set to 0 (the kernel picks free ones,
   so tests never collide with another run on 2055/1813/5514) and, optionally, extra
   procedures. It reads the API address and token from ``<data-dir>/manager.json`` and
-  the first admin's password from the line the console prints once on stderr.
+  the first admin's password from the line the console prints once on stderr (so the
+  data directory must be a fresh one).
 * ``require_browser`` — skips when Chromium or Playwright is missing, except on CI
   (``CI=true``) where it fails: the bootstrap installs both.
 * ``launch_chromium`` — ``/usr/bin/chromium`` headless, no sandbox, no background
@@ -152,8 +153,9 @@ class Artifacts:
         return path
 
     @contextlib.contextmanager
-    def on_failure(self, *pages: Any) -> Iterator[None]:
-        """Screenshot every page still open when the block fails, then re-raise."""
+    def on_failure(self, pages: list[Any]) -> Iterator[None]:
+        """Screenshot every page of ``pages`` (added to as the block goes) still open
+        when the block fails, then re-raise."""
         try:
             yield
         except BaseException:
