@@ -102,10 +102,11 @@ stages:
 """
 
 
-def test_every_accumulator_and_where_equal_sql(tmp_path: Path) -> None:
+@pytest.mark.parametrize("span_s", [1200.0, 200.0])  # several bins per read; one bin
+def test_every_accumulator_and_where_equal_sql(tmp_path: Path, span_s: float) -> None:
     store = open_store(tmp_path)
     for sequence, seed in enumerate((11, 12, 13), 1):
-        commit(store, flows(1500, seed=seed), sequence)
+        commit(store, flows(1500, seed=seed, span_s=span_s), sequence)
     stage = build_stage(store, EVERY, "hosts")
     # two reads: first/last and distinct sets must combine across batches
     stage.config = stage.config.model_copy(update={"batch_records": 2000})
@@ -120,7 +121,7 @@ def test_every_accumulator_and_where_equal_sql(tmp_path: Path) -> None:
     columns = ["src_ip", "bin_start", "total", "flows", "with_port", "smallest", "largest"]
     columns += ["mean", "peers", "ports", "first_bytes", "last_port"]
     have = naive(got(store, "agg_hosts", columns))
-    assert len(have) == len(want) > 10
+    assert len(have) == len(want) >= 6
     for mine, theirs in zip(have, want, strict=True):
         assert mine[:7] == theirs[:7]
         assert mine[7] == pytest.approx(theirs[7], rel=1e-12)

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 FUNCTIONS = ("sum", "count", "min", "max", "avg", "count_distinct", "first", "last")
 _CALL = re.compile(r"^\s*([a-z_]+)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)?\s*\)\s*$")
@@ -181,11 +182,14 @@ class Aggregator:
                 self._process_pieces(frame, now)
             return frame.height
         # one query: filter, bin, group; the partial waits to be combined (see module doc)
+        only_bin = self._only_bin(batch)
+        # one bin (the usual round): one key column less to hash
+        grouped = lazy.group_by(self._group if only_bin is None else self.by)
         partial = (
-            lazy.group_by(self._group)
-            .agg(*self._partial_exprs, pl.len().cast(pl.Int64).alias("_rows"))
+            grouped.agg(*self._partial_exprs, pl.len().cast(pl.Int64).alias("_rows"))
             .collect()
             .with_columns(
+                *([] if only_bin is None else [pl.lit(only_bin, pl.Int64).alias("_bin")]),
                 pl.lit(now, pl.Float64).alias("_opened"),
                 pl.lit(0, pl.Int64).alias("_pr"),
                 pl.lit(0, pl.Int64).alias("_pb"),
@@ -197,6 +201,27 @@ class Aggregator:
         if sum(p.height for p in self._partials) > 4 * max(self._state_height(), 1 << 16):
             self._combine()
         return int(partial["_rows"].sum())
+
+    def _only_bin(self, batch: pa.Table | pl.DataFrame) -> int | None:
+        """The bin of every record of ``batch`` when there is one (and a ``by``)."""
+        if not self.by:
+            return None
+        if isinstance(batch, pa.Table):
+            column = batch.column(self.time_field)
+            if column.null_count:
+                return None
+            bounds = pc.min_max(column.cast(pa.int64())).as_py()
+            low, high = bounds["min"], bounds["max"]
+        else:
+            times = batch.get_column(self.time_field)
+            if times.null_count():
+                return None
+            low, high = times.dt.epoch("us").min(), times.dt.epoch("us").max()
+        if not isinstance(low, int) or not isinstance(high, int):
+            return None
+        if low // self.bin_us != high // self.bin_us:
+            return None
+        return low // self.bin_us
 
     def _process_pieces(self, frame: pl.DataFrame, now: float) -> None:
         """Threshold path: number every record's piece, then combine at once."""
@@ -260,7 +285,21 @@ class Aggregator:
             self._state = parts[0]
             return
         stacked = pl.concat(parts, how="diagonal_relaxed")
-        self._state = stacked.lazy().group_by(self._piece).agg(*self._combine_exprs).collect()
+        # hash as few key columns as give the same groups: pieces exist only with
+        # thresholds, and a state of one bin needs no bin column in the key
+        keys = self._piece if self.thresholds else self._group
+        constant: list[pl.Expr] = []
+        if not self.thresholds and self.by:
+            bins = stacked.get_column("_bin")
+            if not bins.null_count() and bins.min() == bins.max():
+                keys = self.by
+                constant = [pl.lit(bins[0], pl.Int64).alias("_bin")]
+        combined = stacked.lazy().group_by(keys).agg(*self._combine_exprs)
+        if keys is not self._piece:
+            combined = combined.with_columns(
+                *constant, pl.lit(0, pl.Int64).alias("_pr"), pl.lit(0, pl.Int64).alias("_pb")
+            )
+        self._state = combined.collect()
 
     # --- emitting --------------------------------------------------------------------------
 
