@@ -71,6 +71,9 @@ class Pipeline:
         self._failed: dict[str, DecodeResult] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: held by each step and by ``change_sources``: a live scheme change happens
+        #: between two steps, never in the middle of a batch
+        self._step_lock = threading.RLock()
         self.committed_records = 0
         self.committed_batches = 0
         self.errors = 0
@@ -113,6 +116,10 @@ class Pipeline:
         A batch whose commit failed (store full, manager away) is kept and tried again
         at the next step before anything new is polled from that source: meanwhile its
         datagrams wait in the receive queue, whose bound is counted, never silent."""
+        with self._step_lock:
+            return self._step()
+
+    def _step(self) -> int:
         total = 0
         for source in self.sources:
             result = self._failed.pop(source.name, None)
@@ -153,12 +160,36 @@ class Pipeline:
         if self._thread is not None:
             self._thread.join()
         for source in self.sources:
-            failed = self._failed.pop(source.name, None)
-            if failed is not None:
-                self.handle(source, failed)
-            while source.pending():
-                self.handle(source, source.poll(self.max_datagrams))
-            self.handle(source, source.flush())
+            self._drain(source)
+
+    def change_sources(
+        self,
+        remove: Sequence[str],
+        add: Sequence[PolledSource],
+        process: Callable[[str, pa.Table], pa.Table] | None,
+    ) -> None:
+        """Between two steps: stop the sources named in ``remove`` after committing all
+        they received (with the old ``process``), then take ``process`` and start ``add``;
+        the other sources keep running."""
+        with self._step_lock:
+            for source in [s for s in self.sources if s.name in set(remove)]:
+                source.stop()
+                self._drain(source)
+                self.sources = [s for s in self.sources if s is not source]
+                self._sequences.pop(source.name, None)
+            self.process = process
+            for source in add:
+                self._sequences[source.name] = self.sink.last_sequence(self._origin(source))
+                source.start()
+                self.sources = [*self.sources, source]
+
+    def _drain(self, source: PolledSource) -> None:
+        failed = self._failed.pop(source.name, None)
+        if failed is not None:
+            self.handle(source, failed)
+        while source.pending():
+            self.handle(source, source.poll(self.max_datagrams))
+        self.handle(source, source.flush())
 
     def status(self) -> dict[str, object]:
         return {

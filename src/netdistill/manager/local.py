@@ -4,6 +4,11 @@ Wiring only: the scheme decides the sources, the manager owns the store and the 
 the pipeline moves batches from the sources to the store, and the demo exporters (when
 the scheme has a ``demo`` section) send synthetic NetFlow v9 and IPFIX on loopback.
 Stopping commits everything received before it returns: nothing is lost.
+
+``apply_scheme`` takes a new scheme live (``PUT /api/scheme``, ``console/scheme_api.py``):
+only the sources that changed are stopped (after committing what they received) and
+started again, the enhancer and the stage runner are rebuilt (stages keep their state
+in the store), and the aging job takes the new retention.
 """
 
 from __future__ import annotations
@@ -14,10 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from netdistill.console.scheme_api import SchemeEditor, scheme_router
 from netdistill.enhance.api import local_procedures_router
+from netdistill.enhance.config import check_procedures_change
 from netdistill.enhance.plan import build_enhancer
 from netdistill.gatherer.pipeline import Pipeline
 from netdistill.manager.main import Manager
+from netdistill.scheme.load import demo_scheme_path, parse_scheme
 from netdistill.scheme.models import Scheme
 from netdistill.sources.registry import source_class
 from netdistill.stages.base import StageContext
@@ -27,12 +37,17 @@ from netdistill.store.duckdb import DuckDBStore
 
 log = logging.getLogger(__name__)
 
+#: sections whose change rebuilds the enhancer and the stage runner
+FLOW_SECTIONS = ("sources", "lookups", "procedures", "stages")
+
 
 @dataclass
 class LocalSystem:
     scheme: Scheme
     data_dir: Path
     demo: bool = True
+    #: the scheme file, rewritten by a change through the console (None: the demo)
+    scheme_path: Path | None = None
     store: DuckDBStore = field(init=False)
     manager: Manager = field(init=False)
     pipeline: Pipeline = field(init=False)
@@ -66,6 +81,7 @@ class LocalSystem:
         if enhancer is not None:
             context.enhance = enhancer
         stages = StageRunner(context, interval_s=config.stages_interval_s)
+        self.enhancer = enhancer
         self.manager = Manager(
             self.store,
             config,
@@ -77,6 +93,10 @@ class LocalSystem:
         self.manager.guarded.append(
             local_procedures_router(self.scheme, self.store, self.pipeline, None)
         )
+        self.editor = SchemeEditor(
+            self.store, text=self._starting_text(), apply=self.apply_scheme, path=self.scheme_path
+        )
+        self.manager.guarded.append(scheme_router(self.editor))
         try:
             self.pipeline.start()
             self.manager.start()
@@ -85,6 +105,59 @@ class LocalSystem:
         except BaseException:
             self.stop()
             raise
+
+    def _starting_text(self) -> str:
+        """Version 1's text: the scheme file, the demo, or (changed by command-line
+        options) the running scheme written out."""
+        if self.scheme_path is not None:
+            return self.scheme_path.read_text(encoding="utf-8")
+        demo = demo_scheme_path().read_text(encoding="utf-8")
+        if parse_scheme(demo) == self.scheme:
+            return demo
+        data = self.scheme.model_dump(mode="json", exclude_unset=True)
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+    def _new_source(self, config: Any, manager: Any) -> Any:
+        source = source_class(config.type)(
+            self._resolved(config),
+            state_dir=self.data_dir / "state",
+            queue_limit=manager.queue_datagrams,
+        )
+        ensure_fields(self.store, source.fields, source=source.name)
+        return source
+
+    def apply_scheme(self, new: Scheme) -> None:
+        """Move the running system to ``new`` (see the module docstring); raises
+        ``ProcedureChangeError`` before touching anything if an enabled procedure's
+        definition changed."""
+        old = self.scheme
+        check_procedures_change(old.procedures, new.procedures)
+        before = {s.name: s for s in old.sources}
+        after = {s.name: s for s in new.sources}
+        remove = [n for n, s in before.items() if n not in after or after[n] != s]
+        add = [s for n, s in after.items() if n not in before or before[n] != s]
+        previous: Any = None
+        flow = any(getattr(old, k) != getattr(new, k) for k in FLOW_SECTIONS) or (
+            old.manager.stages_interval_s != new.manager.stages_interval_s
+        )
+        stages = self.manager.stages
+        if flow:
+            enhancer = build_enhancer(new, self.store)
+            added = [self._new_source(config, new.manager) for config in add]
+            previous = self.pipeline.process
+            self.pipeline.change_sources(remove, added, enhancer)
+            self.enhancer = enhancer
+            context = StageContext(self.store, new, self.data_dir)
+            if enhancer is not None:
+                context.enhance = enhancer
+            stages = StageRunner(context, interval_s=new.manager.stages_interval_s)
+        self.pipeline.interval_s = new.manager.commit_interval_s
+        self.pipeline.max_datagrams = new.manager.max_batch_datagrams
+        self.manager.reconfigure(new.manager, stages)  # stops the old runner
+        if flow:  # nothing uses the old lookups any more
+            getattr(previous, "close", lambda: None)()
+        self.scheme = new
+        log.warning("scheme applied live: %d source(s) restarted", len(add))
 
     def _resolved(self, config: Any) -> Any:
         """A file source's relative paths are relative to the data directory."""

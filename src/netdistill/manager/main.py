@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 from fastapi import APIRouter
@@ -64,6 +64,25 @@ class AgingJob:
 
     def stop(self) -> None:
         self._job.stop()
+
+    def configure(self, *, retention_s: float, interval_s: float) -> None:
+        """A new retention takes effect at the next round; a new interval restarts the job."""
+        self.retention_s = retention_s
+        if interval_s != self.interval_s:
+            self._job.stop()
+            self.interval_s = interval_s
+            self._job = Every(interval_s, self.run_once, name="aging")
+            self._job.start()
+
+
+class _CurrentStages:
+    """The manager's stage runner of the moment, for the stages API."""
+
+    def __init__(self, manager: Manager) -> None:
+        self._manager = manager
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._manager.stages, name)
 
 
 class Manager:
@@ -125,7 +144,12 @@ class Manager:
                 self.monitor.router(),
                 self.windows.router(),
                 reports_router(self.store),
-                *([stages_router(self.stages)] if self.stages is not None else []),
+                # through the current runner, which a scheme change replaces
+                *(
+                    [stages_router(cast(StageRunner, _CurrentStages(self)))]
+                    if self.stages is not None
+                    else []
+                ),
                 *self.guarded,
             ],
             access=self.console.access.authorize,
@@ -174,6 +198,26 @@ class Manager:
         self.monitor.start()
         if self.stages is not None:
             self.stages.start()
+
+    def _stages_routers(self) -> list[APIRouter]:
+        """The stages API, through the runner of the moment (a scheme change replaces it)."""
+        if self.stages is None:
+            return []
+        return [stages_router(cast(StageRunner, _CurrentStages(self)))]
+
+    def reconfigure(self, config: ManagerConfig, stages: StageRunner | None) -> None:
+        """Take a new scheme's manager settings and stage runner live (the API socket,
+        windows and monitor stay as started: changing them needs a restart)."""
+        self.config = config
+        self.aging.configure(
+            retention_s=config.retention_days * 86400, interval_s=config.aging_interval_s
+        )
+        if stages is not self.stages:
+            if self.stages is not None:
+                self.stages.stop()
+            self.stages = stages
+            if stages is not None and self._thread is not None:
+                stages.start()
 
     def stop(self) -> None:
         remove_manager_info(self.data_dir, os.getpid())

@@ -66,6 +66,11 @@ class PlanService:
         log.warning("scheme %s reloaded", self.path)
         return scheme
 
+    def replace(self, scheme: Scheme) -> None:
+        """Hand out ``scheme`` from now on (a change applied through the console)."""
+        with self._lock:
+            self._scheme = scheme
+
     def plan_for(self, gatherer: str) -> dict[str, Any]:
         scheme = self._scheme
         sources = [s for s in scheme.sources if s.gatherer == gatherer]

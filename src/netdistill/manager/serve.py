@@ -7,7 +7,10 @@ process and commit straight to the store. The scheme's procedures run here, on e
 batch before it is committed, whichever gatherer sent it (gatherers forward raw source
 records). ``reload`` (SIGHUP, ``POST /api/scheme/reload``) re-reads the scheme; gatherers
 pick up their new part by polling; procedure and stage changes take effect when the
-manager restarts.
+manager restarts. A change through the console (``PUT /api/scheme``,
+``console/scheme_api.py``) is applied live by ``apply_scheme``: the local sources that
+changed restart, the enhancer and the stages are rebuilt, the aging job is retuned, and
+gatherers get their new part of the plan at their next poll.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from netdistill.console.scheme_api import SchemeEditor, scheme_router
+from netdistill.enhance.config import check_procedures_change
 from netdistill.enhance.plan import build_enhancer
 from netdistill.gatherer.pipeline import Pipeline
 from netdistill.manager.auth import GathererAuth
 from netdistill.manager.ingest import Ingest, ingest_router
 from netdistill.manager.main import Manager
 from netdistill.manager.plan import PlanService, plan_router
+from netdistill.scheme.models import Scheme
 from netdistill.sources.registry import source_class
 from netdistill.stages.base import StageContext
 from netdistill.stages.runner import StageRunner
@@ -46,6 +52,7 @@ class ManagerProcess:
         from netdistill.scheme.load import load_scheme
 
         scheme = load_scheme(self.scheme_path)  # errors before anything opens
+        self.scheme = scheme
         self.store = DuckDBStore(self.data_dir / scheme.store.path)
         self.plan = PlanService(self.scheme_path, self.store)
         self.auth = GathererAuth(lambda: self.plan.scheme, self.scheme_path.parent)
@@ -63,28 +70,77 @@ class ManagerProcess:
             ingest_router(self.ingest, self.auth),
             plan_router(self.plan, self.auth, admin_token=self.manager.token),
         ]
+        self.editor = SchemeEditor(
+            self.store,
+            text=self.scheme_path.read_text(encoding="utf-8"),
+            apply=self.apply_scheme,
+            path=self.scheme_path,
+        )
+        self.manager.guarded.append(scheme_router(self.editor))
         local = [s for s in scheme.sources if s.gatherer == "local"]
         if local:
-            config = scheme.manager
-            sources = [
-                source_class(s.type)(
-                    s, state_dir=self.data_dir / "state", queue_limit=config.queue_datagrams
-                )
-                for s in local
-            ]
-            for source in sources:
-                ensure_fields(self.store, source.fields, source=source.name)
-            self.local = Pipeline(
-                sources,
-                self.store,
-                gatherer="local",
-                interval_s=config.commit_interval_s,
-                max_datagrams=config.max_batch_datagrams,
-                process=self.enhancer,
-            )
-            self.local.start()
+            self._start_local([self._new_source(s, scheme) for s in local], scheme)
         self._start_monitor()
         self.manager.start()
+
+    def _new_source(self, config: Any, scheme: Scheme) -> Any:
+        source = source_class(config.type)(
+            config,
+            state_dir=self.data_dir / "state",
+            queue_limit=scheme.manager.queue_datagrams,
+        )
+        ensure_fields(self.store, source.fields, source=source.name)
+        return source
+
+    def _start_local(self, sources: list[Any], scheme: Scheme) -> None:
+        config = scheme.manager
+        self.local = Pipeline(
+            sources,
+            self.store,
+            gatherer="local",
+            interval_s=config.commit_interval_s,
+            max_datagrams=config.max_batch_datagrams,
+            process=self.enhancer,
+        )
+        self.local.start()
+
+    def apply_scheme(self, new: Scheme) -> None:
+        """Move the running manager to ``new`` (see the module docstring); raises
+        ``ProcedureChangeError`` before touching anything if an enabled procedure's
+        definition changed."""
+        old = self.scheme
+        check_procedures_change(old.procedures, new.procedures)
+        before = {s.name: s for s in old.sources if s.gatherer == "local"}
+        after = {s.name: s for s in new.sources if s.gatherer == "local"}
+        remove = [n for n, s in before.items() if n not in after or after[n] != s]
+        add = [s for n, s in after.items() if n not in before or before[n] != s]
+        flow = any(
+            getattr(old, k) != getattr(new, k)
+            for k in ("sources", "lookups", "procedures", "stages")
+        ) or (old.manager.stages_interval_s != new.manager.stages_interval_s)
+        stages = self.manager.stages
+        previous = self.enhancer
+        if flow:
+            enhancer = build_enhancer(new, self.store)
+            added = [self._new_source(config, new) for config in add]
+            self.enhancer = enhancer
+            self.ingest.process = enhancer
+            if self.local is not None:
+                self.local.change_sources(remove, added, enhancer)
+            elif added:
+                self._start_local(added, new)
+            context = StageContext(self.store, new, self.data_dir)
+            if enhancer is not None:
+                context.enhance = enhancer
+            stages = StageRunner(context, interval_s=new.manager.stages_interval_s)
+        if self.local is not None:
+            self.local.interval_s = new.manager.commit_interval_s
+            self.local.max_datagrams = new.manager.max_batch_datagrams
+        self.manager.reconfigure(new.manager, stages)  # stops the old runner
+        if flow and previous is not None:
+            previous.close()
+        self.plan.replace(new)
+        self.scheme = new
 
     def _start_monitor(self) -> None:
         """Gatherers post heartbeats with their own credential (as for ingest)."""

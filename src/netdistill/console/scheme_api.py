@@ -1,0 +1,210 @@
+"""Changing the running scheme from the console: validate, preview the diff, apply live,
+keep every version, roll back.
+
+``SchemeEditor`` holds the current scheme text and its version (``scheme/versions.py``);
+the process that runs the scheme gives it ``apply(new_scheme)``, which moves the running
+sources, enhancer, stages and aging job to the new scheme (``manager/local.py``,
+``manager/serve.py``) or raises ``SchemeApplyError`` saying why it cannot (an enabled
+procedure changed, …). Every text is checked by ``parse_scheme``, the validator of
+``netdistill check-config``, so problems read ``file:line:column: message`` exactly as
+check-config prints them.
+
+Routes (behind the manager's guard; GET viewer, the rest operator; a change to the
+``manager`` section — retention, aging, commit cadence — needs admin)::
+
+    GET  /api/scheme                  {version, yaml, scheme (parsed JSON), path}
+    GET  /api/scheme/versions         every version, newest first (without the text)
+    GET  /api/scheme/versions/{n}     one version with its text
+    POST /api/scheme/validate         {yaml} → {ok, problems}
+    POST /api/scheme/diff             {yaml} → {ok, problems, diff, summary, restart_needed}
+    PUT  /api/scheme                  {yaml, comment} → applied: {version, diff, summary}
+    POST /api/scheme/rollback/{n}     {comment} → as PUT, with version n's text
+
+A refused change (invalid → 400 with the problems; needs a restart or a disabled
+procedure → 409 with the reason) leaves the version and the running system as they were.
+A new version is stored only once the running system took it, then written to the
+scheme file (atomically: a temporary file renamed over it) when the process has one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+
+from netdistill.console.roles import Role
+from netdistill.errors import NetdistillError, SchemeError
+from netdistill.scheme.load import parse_scheme
+from netdistill.scheme.models import Scheme
+from netdistill.scheme.versions import (
+    SchemeVersions,
+    diff_text,
+    needs_admin,
+    restart_needed,
+    summarize,
+)
+from netdistill.store import Store
+
+
+class SchemeApplyError(NetdistillError):
+    """A valid scheme the running process cannot take over live."""
+
+
+class SchemeEditor:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        text: str,
+        apply: Callable[[Scheme], None],
+        path: Path | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.filename = str(path) if path is not None else "<scheme>"
+        self.versions = SchemeVersions(store, clock=clock)
+        self._apply = apply
+        self._lock = threading.Lock()
+        self.scheme = parse_scheme(text, filename=self.filename)
+        self.text = text
+        self.version = int(self.versions.started_with(text)["version"])
+
+    def parse(self, text: str) -> Scheme:
+        """The scheme in ``text``; ``SchemeError`` with check-config's problems."""
+        return parse_scheme(text, filename=self.filename)
+
+    def preview(self, text: str) -> dict[str, Any]:
+        new = self.parse(text)
+        summary = summarize(self.scheme, new)
+        return {
+            "version": self.version,
+            "diff": diff_text(self.text, text, old_name=f"version {self.version}"),
+            "summary": summary,
+            "restart_needed": restart_needed(summary),
+            "needs_admin": needs_admin(summary),
+        }
+
+    def change(self, text: str, *, user: str, role: Role, comment: str = "") -> dict[str, Any]:
+        """Apply ``text`` live and store it as the next version."""
+        with self._lock:
+            preview = self.preview(text)
+            if preview["needs_admin"] and role < Role.admin:
+                raise PermissionError(
+                    f"{user} is {role.name}; changing the manager section "
+                    f"({', '.join(preview['summary']['manager']['changed'])}) needs admin"
+                )
+            if preview["restart_needed"]:
+                raise SchemeApplyError("; ".join(preview["restart_needed"]))
+            new = self.parse(text)
+            if preview["summary"]:
+                self._apply(new)
+            self.version = self.versions.add(text, user=user, comment=comment)
+            self.scheme, self.text = new, text
+            if self.path is not None:
+                write_atomically(self.path, text)
+            return {**preview, "version": self.version, "previous": preview["version"]}
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text``: a reader sees the old file or the new, never half."""
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+async def _text_of(request: Request) -> tuple[str, str]:
+    """(yaml, comment) from a JSON body ``{yaml, comment}`` or a plain YAML body."""
+    if "json" in request.headers.get("content-type", ""):
+        body = await request.json()
+        if not isinstance(body, dict) or not isinstance(body.get("yaml"), str):
+            raise HTTPException(400, detail='expected {"yaml": "…", "comment": "…"}')
+        return body["yaml"], str(body.get("comment") or "")
+    return (await request.body()).decode("utf-8", errors="replace"), ""
+
+
+def scheme_router(editor: SchemeEditor) -> APIRouter:
+    """The routes above; the includer guards them (``request.state.principal``)."""
+    router = APIRouter(prefix="/api/scheme")
+
+    @router.get("")
+    def get_scheme() -> dict[str, Any]:
+        return {
+            "version": editor.version,
+            "yaml": editor.text,
+            "scheme": editor.scheme.model_dump(mode="json"),
+            "path": str(editor.path) if editor.path is not None else None,
+        }
+
+    @router.get("/versions")
+    def get_versions() -> list[dict[str, Any]]:
+        return editor.versions.list()
+
+    @router.get("/versions/{version}")
+    def get_version(version: int) -> dict[str, Any]:
+        found = editor.versions.get(version)
+        if found is None:
+            raise HTTPException(404, detail=f"no scheme version {version}")
+        return found
+
+    @router.post("/validate")
+    async def validate(request: Request) -> dict[str, Any]:
+        text, _ = await _text_of(request)
+        try:
+            editor.parse(text)
+        except SchemeError as exc:
+            return {"ok": False, "problems": exc.problems}
+        return {"ok": True, "problems": []}
+
+    @router.post("/diff")
+    async def diff(request: Request) -> dict[str, Any]:
+        text, _ = await _text_of(request)
+        try:
+            return {"ok": True, "problems": [], **editor.preview(text)}
+        except SchemeError as exc:
+            return {"ok": False, "problems": exc.problems}
+
+    def change(request: Request, text: str, comment: str) -> dict[str, Any]:
+        principal = request.state.principal
+        try:
+            return editor.change(text, user=principal.user, role=principal.role, comment=comment)
+        except SchemeError as exc:
+            raise HTTPException(400, detail=exc.problems) from None
+        except PermissionError as exc:
+            raise HTTPException(403, detail=str(exc)) from None
+        except NetdistillError as exc:  # SchemeApplyError, ProcedureChangeError
+            raise HTTPException(409, detail=str(exc)) from None
+
+    @router.put("")
+    async def put_scheme(request: Request) -> dict[str, Any]:
+        text, comment = await _text_of(request)
+        return await _in_thread(change, request, text, comment)
+
+    @router.post("/rollback/{version}")
+    async def rollback(request: Request, version: int) -> dict[str, Any]:
+        found = editor.versions.get(version)
+        if found is None:
+            raise HTTPException(404, detail=f"no scheme version {version}")
+        comment = f"rollback to version {version}"
+        return await _in_thread(change, request, found["yaml"], comment)
+
+    return router
+
+
+async def _in_thread(function: Callable[..., Any], *args: Any) -> Any:
+    """Applying stops sources and joins threads: keep it off the event loop."""
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(function, *args)
