@@ -166,7 +166,7 @@ def run(
             scheme = scheme.model_copy(
                 update={"manager": scheme.manager.model_copy(update={"api_port": ui_port})}
             )
-        system = LocalSystem(scheme, data_dir, demo=not no_demo)
+        system = LocalSystem(scheme, data_dir, demo=not no_demo, scheme_path=config)
         stop = threading.Event()
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
