@@ -15,10 +15,17 @@ Routes (behind the manager's guard; GET viewer, the rest operator; a change to t
     GET  /api/scheme                  {version, yaml, scheme (parsed JSON), path}
     GET  /api/scheme/versions         every version, newest first (without the text)
     GET  /api/scheme/versions/{n}     one version with its text
+    GET  /api/scheme/versions/{a}/diff/{b}   {diff, summary} from version a to b
+    GET  /api/scheme/section/{name}   {yaml, line}: one section's lines of the current text
     POST /api/scheme/validate         {yaml} → {ok, problems}
     POST /api/scheme/diff             {yaml} → {ok, problems, diff, summary, restart_needed}
     PUT  /api/scheme                  {yaml, comment} → applied: {version, diff, summary}
-    POST /api/scheme/rollback/{n}     {comment} → as PUT, with version n's text
+    POST /api/scheme/rollback/{n}     → as PUT, with version n's text
+
+The console's section screens send ``{section: "sources", yaml: "sources: …"}``: the
+section's text replaces that section of the current scheme (``with_section``), the rest
+is kept as written; answers then carry the whole text (``yaml``) and the line where the
+section starts in it (``section_line``), so a problem's line maps to the editor's.
 
 A refused change (invalid → 400 with the problems; needs a restart or a disabled
 procedure → 409 with the reason) leaves the version and the running system as they were.
@@ -47,7 +54,9 @@ from netdistill.scheme.versions import (
     diff_text,
     needs_admin,
     restart_needed,
+    section_text,
     summarize,
+    with_section,
 )
 from netdistill.store import Store
 
@@ -125,14 +134,22 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
-async def _text_of(request: Request) -> tuple[str, str]:
-    """(yaml, comment) from a JSON body ``{yaml, comment}`` or a plain YAML body."""
-    if "json" in request.headers.get("content-type", ""):
-        body = await request.json()
-        if not isinstance(body, dict) or not isinstance(body.get("yaml"), str):
-            raise HTTPException(400, detail='expected {"yaml": "…", "comment": "…"}')
-        return body["yaml"], str(body.get("comment") or "")
-    return (await request.body()).decode("utf-8", errors="replace"), ""
+async def _text_of(request: Request, editor: SchemeEditor) -> tuple[str, str, dict[str, Any]]:
+    """(whole yaml, comment, extra answer fields) from a JSON body
+    ``{yaml, comment, section?}`` or a plain YAML body."""
+    if "json" not in request.headers.get("content-type", ""):
+        return (await request.body()).decode("utf-8", errors="replace"), "", {}
+    body = await request.json()
+    if not isinstance(body, dict) or not isinstance(body.get("yaml"), str):
+        raise HTTPException(400, detail='expected {"yaml": "…", "comment": "…"}')
+    text, comment, section = body["yaml"], str(body.get("comment") or ""), body.get("section")
+    if not section:
+        return text, comment, {}
+    try:
+        whole, line = with_section(editor.text, str(section), text)
+    except ValueError as exc:
+        raise HTTPException(400, detail=[str(exc)]) from None
+    return whole, comment, {"yaml": whole, "section": section, "section_line": line}
 
 
 def scheme_router(editor: SchemeEditor) -> APIRouter:
@@ -159,27 +176,48 @@ def scheme_router(editor: SchemeEditor) -> APIRouter:
             raise HTTPException(404, detail=f"no scheme version {version}")
         return found
 
+    @router.get("/versions/{first}/diff/{second}")
+    def get_versions_diff(first: int, second: int) -> dict[str, Any]:
+        texts = []
+        for version in (first, second):
+            found = editor.versions.get(version)
+            if found is None:
+                raise HTTPException(404, detail=f"no scheme version {version}")
+            texts.append(found["yaml"])
+        return {
+            "diff": diff_text(*texts, old_name=f"version {first}", new_name=f"version {second}"),
+            "summary": summarize(editor.parse(texts[0]), editor.parse(texts[1])),
+        }
+
+    @router.get("/section/{name}")
+    def get_section(name: str) -> dict[str, Any]:
+        text, line = section_text(editor.text, name)
+        return {"version": editor.version, "section": name, "yaml": text, "line": line}
+
     @router.post("/validate")
     async def validate(request: Request) -> dict[str, Any]:
-        text, _ = await _text_of(request)
+        text, _, extra = await _text_of(request, editor)
         try:
             editor.parse(text)
         except SchemeError as exc:
-            return {"ok": False, "problems": exc.problems}
-        return {"ok": True, "problems": []}
+            return {"ok": False, "problems": exc.problems, **extra}
+        return {"ok": True, "problems": [], **extra}
 
     @router.post("/diff")
     async def diff(request: Request) -> dict[str, Any]:
-        text, _ = await _text_of(request)
+        text, _, extra = await _text_of(request, editor)
         try:
-            return {"ok": True, "problems": [], **editor.preview(text)}
+            return {"ok": True, "problems": [], **editor.preview(text), **extra}
         except SchemeError as exc:
-            return {"ok": False, "problems": exc.problems}
+            return {"ok": False, "problems": exc.problems, **extra}
 
-    def change(request: Request, text: str, comment: str) -> dict[str, Any]:
+    def change(
+        request: Request, text: str, comment: str, extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         principal = request.state.principal
         try:
-            return editor.change(text, user=principal.user, role=principal.role, comment=comment)
+            done = editor.change(text, user=principal.user, role=principal.role, comment=comment)
+            return {**done, **(extra or {})}
         except SchemeError as exc:
             raise HTTPException(400, detail=exc.problems) from None
         except PermissionError as exc:
@@ -189,8 +227,8 @@ def scheme_router(editor: SchemeEditor) -> APIRouter:
 
     @router.put("")
     async def put_scheme(request: Request) -> dict[str, Any]:
-        text, comment = await _text_of(request)
-        return await _in_thread(change, request, text, comment)
+        text, comment, extra = await _text_of(request, editor)
+        return await _in_thread(change, request, text, comment, extra)
 
     @router.post("/rollback/{version}")
     async def rollback(request: Request, version: int) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from netdistill.console.scheme_api import SchemeEditor, scheme_router
+from netdistill.console.scheme_pages import scheme_pages_router
 from netdistill.enhance.api import local_procedures_router
 from netdistill.enhance.config import check_procedures_change
 from netdistill.enhance.plan import build_enhancer
@@ -97,6 +98,7 @@ class LocalSystem:
             self.store, text=self._starting_text(), apply=self.apply_scheme, path=self.scheme_path
         )
         self.manager.guarded.append(scheme_router(self.editor))
+        self.manager.routers.append(scheme_pages_router(self.manager.console.access))
         try:
             self.pipeline.start()
             self.manager.start()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from netdistill.console.scheme_api import SchemeEditor, scheme_router
+from netdistill.console.scheme_pages import scheme_pages_router
 from netdistill.enhance.config import check_procedures_change
 from netdistill.enhance.plan import build_enhancer
 from netdistill.gatherer.pipeline import Pipeline
@@ -77,6 +78,7 @@ class ManagerProcess:
             path=self.scheme_path,
         )
         self.manager.guarded.append(scheme_router(self.editor))
+        self.manager.routers.append(scheme_pages_router(self.manager.console.access))
         local = [s for s in scheme.sources if s.gatherer == "local"]
         if local:
             self._start_local([self._new_source(s, scheme) for s in local], scheme)

@@ -171,3 +171,55 @@ def restart_needed(summary: dict[str, dict[str, list[str]]]) -> list[str]:
 def needs_admin(summary: dict[str, dict[str, list[str]]]) -> bool:
     """Retention and the other manager settings are the admin's."""
     return "manager" in summary
+
+
+SECTIONS = ("manager", "store", "sources", "gatherers", "demo", "lookups", "stages", "procedures")
+
+
+def _section_lines(text: str, name: str) -> tuple[int, int] | None:
+    """[first, end) line indexes of top-level section ``name`` in ``text``, or None."""
+    import yaml
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if not isinstance(root, yaml.MappingNode):
+        return None
+    for key, value in root.value:
+        if key.value == name:
+            end = value.end_mark.line + (0 if value.end_mark.column == 0 else 1)
+            return key.start_mark.line, max(end, key.start_mark.line + 1)
+    return None
+
+
+def section_text(text: str, name: str) -> tuple[str, int]:
+    """The lines of ``text`` holding section ``name`` (empty if it has none) and the
+    1-based line where they start in ``text``."""
+    span = _section_lines(text, name)
+    lines = text.splitlines(keepends=True)
+    if span is None:
+        return "", len(lines) + 1
+    return "".join(lines[span[0] : span[1]]), span[0] + 1
+
+
+def with_section(text: str, name: str, section: str) -> tuple[str, int]:
+    """``text`` with section ``name`` replaced by ``section`` (YAML holding that one
+    top-level key, or nothing to remove it); also the 1-based line where it starts.
+    ``ValueError`` when ``section`` holds anything else."""
+    import yaml
+
+    if name not in SECTIONS:
+        raise ValueError(f"unknown section {name!r} (one of {', '.join(SECTIONS)})")
+    try:
+        data = yaml.safe_load(section)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"the {name} editor: not valid YAML: {exc}") from None
+    if data is not None and (not isinstance(data, dict) or list(data) != [name]):
+        raise ValueError(f"the {name} editor holds the {name!r} section only ({name}: …)")
+    if section and not section.endswith("\n"):
+        section += "\n"
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    span = _section_lines(text, name)
+    first, end = span if span is not None else (len(lines), len(lines))
+    new = lines[:first] + ([section] if data is not None else []) + lines[end:]
+    return "".join(new), first + 1

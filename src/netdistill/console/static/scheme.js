@@ -1,0 +1,132 @@
+// The scheme screens: a section's entries and YAML editor (Validate, Preview diff,
+// Apply through /api/scheme), and the versions page (compare two, roll back).
+(function () {
+  "use strict";
+  const { api, el, role } = nd;
+  const $ = (id) => document.getElementById(id);
+
+  function showSummary(summary) {
+    const box = $("scheme-summary");
+    const sections = Object.entries(summary || {});
+    if (!sections.length) { box.replaceChildren(el("p", { class: "muted", text: "no change" })); return; }
+    box.replaceChildren(el("table", { "data-testid": "scheme-summary-table" },
+      el("thead", {}, el("tr", {}, el("th", { text: "section" }), el("th", { text: "added" }), el("th", { text: "removed" }), el("th", { text: "changed" }))),
+      el("tbody", {}, sections.map(([name, s]) => el("tr", { "data-section": name },
+        el("td", { text: name }), el("td", { text: (s.added || []).join(", ") }),
+        el("td", { text: (s.removed || []).join(", ") }), el("td", { text: (s.changed || []).join(", ") }))))));
+  }
+
+  // ---- a section screen ---------------------------------------------------------------
+  const holder = $("scheme-section");
+  if (holder) {
+    const section = holder.dataset.section;
+    const screen = holder.dataset.screen;
+    let original = "";
+
+    function entryRows(scheme) {
+      if (screen === "retention") {
+        return Object.entries(scheme.manager).map(([k, v]) => el("tr", { "data-key": k },
+          el("td", { text: k }), el("td", { text: typeof v === "object" ? JSON.stringify(v) : String(v) })));
+      }
+      const wanted = ($("scheme-type-filter") || {}).value || "";
+      return (scheme[section] || []).filter((e) => !wanted || e.type === wanted).map((e) => {
+        const { name, type, ...rest } = e;
+        return el("tr", { "data-entry": name }, el("td", { text: name }), el("td", { text: type || "" }),
+          el("td", {}, el("code", { text: JSON.stringify(rest) })));
+      });
+    }
+
+    let current = null;
+    async function load() {
+      current = await api("GET", "/api/scheme");
+      $("scheme-version").textContent = current.version;
+      document.querySelector("#scheme-entries tbody").replaceChildren(...entryRows(current.scheme));
+      const part = await api("GET", `/api/scheme/section/${section}`);
+      original = part.yaml;
+      $("scheme-editor").value = original;
+    }
+
+    function report(answer, done) {
+      const offset = answer.section_line || 1;
+      $("scheme-problems").replaceChildren(...(answer.problems || []).map((p) => {
+        const m = /:(\d+):(\d+): /.exec(p);
+        const line = m ? Number(m[1]) - offset + 1 : 0;
+        return el("li", { "data-testid": "scheme-problem", text: line > 0 ? `${p} (editor line ${line})` : p });
+      }));
+      $("scheme-status").textContent = done;
+      $("scheme-status").className = answer.ok === false ? "bad" : "ok";
+    }
+
+    async function send(method, url, extra) {
+      const body = { section, yaml: $("scheme-editor").value, ...extra };
+      try { return await api(method, url, body); } catch (error) {
+        const problems = error.message.split("; ");
+        report({ ok: false, problems }, `refused (${error.status})`);
+        return null;
+      }
+    }
+
+    $("scheme-validate").addEventListener("click", async () => {
+      const answer = await send("POST", "/api/scheme/validate");
+      if (answer) report(answer, answer.ok ? "valid" : "invalid");
+    });
+    $("scheme-diff").addEventListener("click", async () => {
+      const answer = await send("POST", "/api/scheme/diff");
+      if (!answer) return;
+      report(answer, answer.ok ? (answer.restart_needed.length ? "needs a restart: " + answer.restart_needed.join("; ") : "diff against version " + answer.version) : "invalid");
+      $("scheme-diff-text").textContent = answer.diff || "";
+      if (answer.ok) showSummary(answer.summary);
+    });
+    $("scheme-apply").addEventListener("click", async () => {
+      const answer = await send("PUT", "/api/scheme", { comment: $("scheme-comment").value });
+      if (!answer) return;
+      report({ ok: true }, `applied: version ${answer.version}`);
+      $("scheme-diff-text").textContent = answer.diff || "";
+      showSummary(answer.summary);
+      await load();
+    });
+    $("scheme-reset").addEventListener("click", () => { $("scheme-editor").value = original; });
+    const filter = $("scheme-type-filter");
+    if (filter) filter.addEventListener("change", () => {
+      document.querySelector("#scheme-entries tbody").replaceChildren(...entryRows(current.scheme));
+    });
+    if (holder.dataset.applyRole === "admin" && role() !== "admin") $("scheme-apply").disabled = true;
+    load().catch((error) => report({ ok: false, problems: [error.message] }, "could not load"));
+  }
+
+  // ---- the versions page --------------------------------------------------------------
+  const versions = $("scheme-versions");
+  if (versions) {
+    async function load() {
+      const list = await api("GET", "/api/scheme/versions");
+      versions.querySelector("tbody").replaceChildren(...list.map((v, i) => el("tr", { "data-version": v.version },
+        el("td", { text: v.version }), el("td", { text: v.saved_at }), el("td", { text: v.user_name }),
+        el("td", { text: v.comment }),
+        el("td", {}, el("input", { type: "radio", name: "from", value: v.version, checked: i === 1, "data-testid": `scheme-from-${v.version}` })),
+        el("td", {}, el("input", { type: "radio", name: "to", value: v.version, checked: i === 0, "data-testid": `scheme-to-${v.version}` })),
+        el("td", {}, i > 0 && nd.canChange() ? el("button", { type: "button", "data-testid": `scheme-rollback-${v.version}`, text: "Roll back to this", onclick: () => rollback(v.version) }) : null))));
+    }
+    async function rollback(version) {
+      if (!confirm(`Apply version ${version} again (as a new version)?`)) return;
+      try {
+        const answer = await api("POST", `/api/scheme/rollback/${version}`);
+        nd.showError("scheme-error", null);
+        showSummary(answer.summary);
+        $("scheme-diff-text").textContent = answer.diff;
+      } catch (error) { nd.showError("scheme-error", error); }
+      load();
+    }
+    $("scheme-compare").addEventListener("click", async () => {
+      const from = (document.querySelector('input[name="from"]:checked') || {}).value;
+      const to = (document.querySelector('input[name="to"]:checked') || {}).value;
+      if (!from || !to) return;
+      try {
+        const answer = await api("GET", `/api/scheme/versions/${from}/diff/${to}`);
+        nd.showError("scheme-error", null);
+        showSummary(answer.summary);
+        $("scheme-diff-text").textContent = answer.diff || "(identical)";
+      } catch (error) { nd.showError("scheme-error", error); }
+    });
+    load().catch((error) => nd.showError("scheme-error", error));
+  }
+})();
