@@ -131,15 +131,20 @@ def test_every_accumulator_and_where_equal_sql(tmp_path: Path, span_s: float) ->
 
 def test_a_stage_rebuilt_on_the_same_store_loses_and_doubles_nothing(tmp_path: Path) -> None:
     store = open_store(tmp_path)
-    commit(store, flows(2000, seed=21), 1)
+    commit(store, flows(1000, seed=21), 1)
     first = build_stage(store, CLASSIC, "conversations")
-    first.run_once(T0 + 700)  # bins 0 and 1 closed (grace 60 s), 2-3 still open
-    emitted_before = store.query("SELECT count(*) AS n FROM agg_conversations").column("n")
-    assert emitted_before[0].as_py() > 0
-    assert first.status()["open_groups"] > 0
-    commit(store, flows(2000, seed=22), 2)
+    first.run_once(T0 + 300)  # nothing closed yet (bin 0 closes at 360 s with grace)
+    commit(store, flows(1000, seed=23), 2)
+    # bins 0 and 1 closed: their partial rows are deleted from the saved state, the new
+    # batch's others appended (the state table holds uncombined partials)
+    assert first.run_once(T0 + 700)["emitted"] > 0
+    saved = store.query('SELECT count(*) AS n FROM "_agg_state_conversations"').column("n")
+    assert saved[0].as_py() == first.aggregator.state().num_rows > 0
+    open_groups = first.status()["open_groups"]
+    assert 0 < open_groups < saved[0].as_py()  # a group in both batches has two rows
+    commit(store, flows(2000, seed=22), 3)
     second = build_stage(store, CLASSIC, "conversations")  # a manager restart
-    assert second.status()["open_groups"] == first.status()["open_groups"]
+    assert second.status()["open_groups"] == open_groups
     second.run_once(LATE)
     totals = store.query(
         "SELECT sum(bytes) AS b, sum(records) AS n FROM agg_conversations"

@@ -61,6 +61,7 @@ from netdistill.stages.aggregate_operator import (
     DEFAULT_ACCUMULATE,
     Accumulator,
     Aggregator,
+    StateChanges,
     to_arrow,
 )
 from netdistill.stages.base import (
@@ -78,6 +79,7 @@ from netdistill.stages.filter import (
     expression_fields,
     input_field_types,
 )
+from netdistill.store.duckdb import StoreWriter
 
 _RESERVED = frozenset({"bin_start", "bin_end"})
 
@@ -251,6 +253,7 @@ class AggregateStage:
             wanted += expression_fields(config.where)
         self.columns = list(dict.fromkeys(wanted))
         self.watermark = 0
+        self._state_saved = False  # _agg_state_<name> exists (set by _load)
         self.read_records = 0
         self.aggregated_records = 0
         self.emitted_rows = 0
@@ -305,7 +308,8 @@ class AggregateStage:
         """The watermark and open groups as last committed (start, or after a failure)."""
         self.watermark, _ = load_watermark(self.store, self.name)
         self.aggregator = self._new_aggregator()
-        if self._exists(self.state_table):
+        self._state_saved = self._exists(self.state_table)
+        if self._state_saved:
             state = self.store.query(f'SELECT * FROM "{self.state_table}"')
             runs = None
             if self._exists(self.runs_table):
@@ -340,20 +344,14 @@ class AggregateStage:
             rows = self._as_records(rows)
         if high == self.watermark and not emitted:
             return {"read": 0, "aggregated": 0, "emitted": 0}
-        state = self.aggregator.state()
-        runs = self.aggregator.runs()
+        changes = self.aggregator.changes()
         with self.store.transaction() as tx:
             if emitted:
                 if self.config.output == "table":
                     tx.insert_arrow(self.table, rows)
                 else:
                     tx.insert_records(rows)
-            if read or emitted:
-                for table, content in ((self.state_table, state), (self.runs_table, runs)):
-                    tx.execute(f'DROP TABLE IF EXISTS "{table}"')
-                    if content.num_columns:
-                        tx.execute(create_table_sql(table, content.schema))
-                        tx.insert_arrow(table, content)
+            self._save_state(tx, changes)
             save_watermark(tx, self.name, high)
         committed = getattr(self.context.enhance, "committed", None)
         if self.config.output == "records" and emitted and committed is not None:
@@ -363,6 +361,31 @@ class AggregateStage:
         self.aggregated_records += aggregated
         self.emitted_rows += emitted
         return {"read": read, "aggregated": aggregated, "emitted": emitted}
+
+    def _save_state(self, tx: StoreWriter, changes: StateChanges) -> None:
+        """Bring ``_agg_state_<name>`` to ``aggregator.state()``: append the new partial
+        rows and delete those of emitted bins, or write it anew after a combine."""
+        if changes.rewrite or (changes.new_rows.num_rows and not self._state_saved):
+            state = self.aggregator.state()
+            tx.execute(f'DROP TABLE IF EXISTS "{self.state_table}"')
+            self._state_saved = bool(state.num_columns)
+            if state.num_columns:
+                tx.execute(create_table_sql(self.state_table, state.schema))
+                tx.insert_arrow(self.state_table, state)
+        elif self._state_saved:
+            bins = [b for b in changes.gone_bins if b is not None]
+            if bins:
+                marks = ", ".join("?" for _ in bins)
+                tx.execute(f'DELETE FROM "{self.state_table}" WHERE _bin IN ({marks})', bins)
+            if None in changes.gone_bins:
+                tx.execute(f'DELETE FROM "{self.state_table}" WHERE _bin IS NULL')
+            tx.insert_arrow(self.state_table, changes.new_rows)
+        if self.aggregator.thresholds:
+            runs = self.aggregator.runs()
+            tx.execute(f'DROP TABLE IF EXISTS "{self.runs_table}"')
+            if runs.num_columns:
+                tx.execute(create_table_sql(self.runs_table, runs.schema))
+                tx.insert_arrow(self.runs_table, runs)
 
     def _as_records(self, rows: pa.Table) -> pa.Table:
         frame = pl.from_arrow(rows)

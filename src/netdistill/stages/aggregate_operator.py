@@ -105,6 +105,15 @@ class Accumulator:
         return [self.out]
 
 
+@dataclass(frozen=True)
+class StateChanges:
+    """What ``Aggregator.changes`` reports for persisting the state incrementally."""
+
+    rewrite: bool
+    gone_bins: list[int | None]
+    new_rows: pa.Table
+
+
 DEFAULT_ACCUMULATE: dict[str, str] = {
     "bytes": "sum(bytes)",
     "packets": "sum(packets)",
@@ -151,9 +160,19 @@ class Aggregator:
         self._state: pl.DataFrame | None = None  # combined
         self._runs: pl.DataFrame | None = None  # thresholds: counts per group so far
         self._due: list[pl.DataFrame] = []  # pieces closed by a threshold
+        # persistence (``changes``): parts added, bins emitted since the last call, or
+        # everything to be written again after a combine
+        self._next_part = 1
+        self._new: list[pl.DataFrame] = []
+        self._gone_bins: set[int | None] = set()
+        self._rewrite = False
         self._partial_exprs = [e for a in self.accumulators for e in a.partial()]
         self._combine_exprs = [e for a in self.accumulators for e in a.combine()]
-        self._combine_exprs += [pl.col("_rows").sum(), pl.col("_opened").min()]
+        self._combine_exprs += [
+            pl.col("_rows").sum(),
+            pl.col("_opened").min(),
+            pl.col("_part").max(),
+        ]
 
     @property
     def thresholds(self) -> bool:
@@ -180,6 +199,7 @@ class Aggregator:
             frame = lazy.collect()
             if frame.height:
                 self._process_pieces(frame, now)
+                self._rewrite = True  # pieces move between state and output: write anew
             return frame.height
         # one query: filter, bin, group; the partial waits to be combined (see module doc)
         only_bin = self._only_bin(batch)
@@ -193,11 +213,14 @@ class Aggregator:
                 pl.lit(now, pl.Float64).alias("_opened"),
                 pl.lit(0, pl.Int64).alias("_pr"),
                 pl.lit(0, pl.Int64).alias("_pb"),
+                pl.lit(self._next_part, pl.Int64).alias("_part"),
             )
         )
         if not partial.height:
             return 0
+        self._next_part += 1
         self._partials.append(partial)
+        self._new.append(partial)
         if sum(p.height for p in self._partials) > 4 * max(self._state_height(), 1 << 16):
             self._combine()
         return int(partial["_rows"].sum())
@@ -247,7 +270,13 @@ class Aggregator:
         partial = frame.group_by(self._piece).agg(
             *self._partial_exprs, pl.len().cast(pl.Int64).alias("_rows")
         )
-        self._partials.append(partial.with_columns(pl.lit(now, pl.Float64).alias("_opened")))
+        self._partials.append(
+            partial.with_columns(
+                pl.lit(now, pl.Float64).alias("_opened"),
+                pl.lit(self._next_part, pl.Int64).alias("_part"),
+            )
+        )
+        self._next_part += 1
         self._combine()
         self._runs = pl.concat(
             [runs.join(totals, on=self._group, how="anti", nulls_equal=True), totals],
@@ -277,13 +306,17 @@ class Aggregator:
         return self._state.height if self._state is not None else 0
 
     def _combine(self) -> None:
+        """Combine the state and every partial into one row per group (and piece)."""
         parts = ([self._state] if self._state is not None else []) + self._partials
-        if not parts:
-            return
         self._partials = []
-        if len(parts) == 1:
+        if len(parts) > 1:
+            self._state = self._combined(parts)
+            self._rewrite = True
+            self._new = []
+        elif parts:
             self._state = parts[0]
-            return
+
+    def _combined(self, parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
         stacked = pl.concat(parts, how="diagonal_relaxed")
         # hash as few key columns as give the same groups: pieces exist only with
         # thresholds, and a state of one bin needs no bin column in the key
@@ -299,37 +332,54 @@ class Aggregator:
             combined = combined.with_columns(
                 *constant, pl.lit(0, pl.Int64).alias("_pr"), pl.lit(0, pl.Int64).alias("_pb")
             )
-        self._state = combined.collect()
+        return combined.collect()
 
     # --- emitting --------------------------------------------------------------------------
 
     def flush(self, now: float) -> pa.Table:
         """The groups due at ``now`` (see the module doc), as an Arrow table: the group
-        keys, ``bin_start``, ``bin_end`` and one column per accumulator."""
-        self._combine()
+        keys, ``bin_start``, ``bin_end`` and one column per accumulator.
+
+        Only the partials of closed bins are combined; the others wait (without
+        thresholds and ``max_age_s``, which need every group's totals)."""
+        if self.thresholds or self.max_age_s is not None:
+            self._combine()
         due = list(self._due)
         self._due = []
-        if self._state is not None and self._state.height:
-            bin_closed = (pl.col("_bin") + 1) * self.bin_s + self.grace_s <= now
-            condition = bin_closed
-            if self.max_age_s is not None:
-                condition = condition | (pl.col("_opened") + self.max_age_s <= now)
-            state = self._state.with_columns(condition.alias("_due"))
-            emitted = state.filter(pl.col("_due")).drop("_due")
-            if emitted.height:
-                due.append(emitted)
-                self._state = state.filter(~pl.col("_due")).drop("_due")
-                if self._runs is not None:
-                    # a closed bin or an aged group restarts its counts
-                    gone = emitted.select(self._group).unique()
+        parts = ([self._state] if self._state is not None else []) + self._partials
+        # a record without a time has no bin that could close: out at once
+        closed = ((pl.col("_bin") + 1) * self.bin_s + self.grace_s <= now).fill_null(True)
+        bins = pl.concat([p.select("_bin").unique() for p in parts]) if parts else None
+        closed_bins = bins.filter(closed).get_column("_bin").unique() if bins is not None else None
+        if closed_bins is not None and closed_bins.len():
+            emitted = [p.filter(closed) for p in parts]
+            kept = [p.filter(~closed) for p in parts]
+            if self._state is not None:
+                self._state, self._partials = kept[0], kept[1:]
+            else:
+                self._partials = kept
+            self._new = [p.filter(~closed) for p in self._new]
+            self._gone_bins.update(closed_bins.to_list())
+            emitted = [p for p in emitted if p.height]
+            due.append(emitted[0] if len(emitted) == 1 else self._combined(emitted))
+            if self._runs is not None:  # a closed bin restarts its counts
+                self._runs = self._runs.filter(~closed)
+        if self.max_age_s is not None and self._state is not None and self._state.height:
+            aged = pl.col("_opened") + self.max_age_s <= now
+            emitted_by_age = self._state.filter(aged)
+            if emitted_by_age.height:
+                due.append(emitted_by_age)
+                self._state = self._state.filter(~aged)
+                self._rewrite = True
+                if self._runs is not None:  # an aged group restarts its counts
+                    gone = emitted_by_age.select(self._group).unique()
                     self._runs = self._runs.join(gone, on=self._group, how="anti", nulls_equal=True)
-        if self._runs is not None and self._runs.height:
-            self._runs = self._runs.filter((pl.col("_bin") + 1) * self.bin_s + self.grace_s > now)
         if not due:
-            return (
-                pa.table({}) if self._state is None else to_arrow(self._finish(self._state.clear()))
-            )
-        return to_arrow(self._finish(pl.concat(due, how="vertical_relaxed")))
+            if self._state is None and not self._partials:
+                return pa.table({})
+            base = self._state if self._state is not None else self._partials[0]
+            return to_arrow(self._finish(base.clear()))
+        return to_arrow(self._finish(pl.concat(due, how="diagonal_relaxed")))
 
     def _finish(self, state: pl.DataFrame) -> pl.DataFrame:
         bin_start = (
@@ -346,11 +396,24 @@ class Aggregator:
     # --- persistence -----------------------------------------------------------------------
 
     def state(self) -> pa.Table:
-        """The open partials (combined), to be persisted and given to ``load_state``."""
-        self._combine()
-        if self._state is None:
+        """Every partial row held (uncombined partials included, in arrival order; a
+        ``_part`` column keeps that order), to be persisted and given to ``load_state``."""
+        parts = ([self._state] if self._state is not None else []) + self._partials
+        if not parts:
             return pa.table({})
-        return to_arrow(self._state)
+        return to_arrow(pl.concat(parts, how="diagonal_relaxed"))
+
+    def changes(self) -> StateChanges:
+        """What changed in ``state()`` since the last call: rows to delete by bin and rows
+        to append, or ``rewrite`` (write ``state()`` again, e.g. after a combine)."""
+        new = pl.concat(self._new, how="diagonal_relaxed") if self._new else None
+        changes = StateChanges(
+            self._rewrite,
+            sorted(self._gone_bins, key=lambda b: (b is None, b or 0)),
+            to_arrow(new) if new is not None and new.height else pa.table({}),
+        )
+        self._new, self._gone_bins, self._rewrite = [], set(), False
+        return changes
 
     def runs(self) -> pa.Table:
         if self._runs is None:
@@ -360,12 +423,19 @@ class Aggregator:
     def load_state(self, state: pa.Table, runs: pa.Table | None = None) -> None:
         """Restore what ``state()`` and ``runs()`` returned (e.g. after a restart)."""
         self._partials, self._due = [], []
-        self._state = _frame(state) if state.num_columns else None
+        self._new, self._gone_bins, self._rewrite = [], set(), False
+        self._state = _frame(state).sort("_part", maintain_order=True) if state.num_rows else None
+        if self._state is not None:
+            self._next_part = int(self._state.get_column("_part").max()) + 1  # type: ignore[arg-type]
         self._runs = _frame(runs) if runs is not None and runs.num_columns else None
 
     def open_groups(self) -> int:
-        self._combine()
-        return self._state_height()
+        """Groups open now (read only: safe to call while no round runs)."""
+        parts = ([self._state] if self._state is not None else []) + list(self._partials)
+        if not parts:
+            return 0
+        keys = self._piece if self.thresholds else self._group
+        return pl.concat([p.select(keys) for p in parts]).unique().height
 
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
         """The schema ``flush`` returns for records of ``input_schema``."""
@@ -381,7 +451,10 @@ class Aggregator:
             *probe._partial_exprs, pl.len().cast(pl.Int64).alias("_rows")
         )
         partial = partial.with_columns(
-            pl.lit(0.0).alias("_opened"), pl.lit(0).alias("_pr"), pl.lit(0).alias("_pb")
+            pl.lit(0.0).alias("_opened"),
+            pl.lit(0).alias("_pr"),
+            pl.lit(0).alias("_pb"),
+            pl.lit(0).alias("_part"),
         )
         return to_arrow(probe._finish(partial)).schema
 
