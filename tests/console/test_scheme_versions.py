@@ -238,6 +238,12 @@ def test_refused_changes_leave_version_and_system_unchanged(tmp_path):
         assert answer.json()["summary"] == {
             "procedures": {"added": [], "removed": [], "changed": ["tag"]}
         }
+        # the procedures page knows the new definition and enables it on the new scheme
+        assert run.http.get("/api/procedures/tag").json()["fields"] == {"account_id": "url"}
+        assert run.http.post("/api/procedures/tag/enable").status_code == 200
+        assert run.system.scheme.procedures[0].enabled is True
+        assert run.system.scheme.procedures[0].fields == {"account_id": "url"}
+        assert run.system.pipeline.process is run.system.enhancer
 
 
 def test_roles_viewer_operator_admin(tmp_path):

@@ -23,7 +23,7 @@ import yaml
 
 from netdistill.console.scheme_api import SchemeEditor, scheme_router
 from netdistill.console.scheme_pages import scheme_pages_router
-from netdistill.enhance.api import local_procedures_router
+from netdistill.enhance.api import ProcedureBook, procedures_router
 from netdistill.enhance.config import check_procedures_change
 from netdistill.enhance.plan import build_enhancer
 from netdistill.gatherer.pipeline import Pipeline
@@ -91,9 +91,8 @@ class LocalSystem:
             stages=stages,
         )
         # behind the API guard, so console sessions can use it too
-        self.manager.guarded.append(
-            local_procedures_router(self.scheme, self.store, self.pipeline, None)
-        )
+        self.procedures = ProcedureBook.from_scheme(self.scheme, on_change=self._procedures_changed)
+        self.manager.guarded.append(procedures_router(self.procedures))
         self.editor = SchemeEditor(
             self.store, text=self._starting_text(), apply=self.apply_scheme, path=self.scheme_path
         )
@@ -118,6 +117,13 @@ class LocalSystem:
             return demo
         data = self.scheme.model_dump(mode="json", exclude_unset=True)
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+    def _procedures_changed(self, procedures: list[Any]) -> None:
+        """A change on the procedures page: rebuild the enhancer from the running scheme
+        (the old one's lookups are left to finish the batch in flight)."""
+        self.scheme = self.scheme.model_copy(update={"procedures": procedures})
+        self.enhancer = build_enhancer(self.scheme, self.store)
+        self.pipeline.process = self.enhancer
 
     def _new_source(self, config: Any, manager: Any) -> Any:
         source = source_class(config.type)(
@@ -159,6 +165,9 @@ class LocalSystem:
         if flow:  # nothing uses the old lookups any more
             getattr(previous, "close", lambda: None)()
         self.scheme = new
+        # the procedures page follows the new scheme (its router holds this book)
+        fresh = ProcedureBook.from_scheme(new, on_change=self._procedures_changed)
+        self.procedures.__dict__.update(fresh.__dict__)
         log.warning("scheme applied live: %d source(s) restarted", len(add))
 
     def _resolved(self, config: Any) -> Any:
