@@ -57,13 +57,8 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_
 from netdistill.expr import compile_predicate
 from netdistill.expr.types import group
 from netdistill.records.fields import FIELD_TYPES
-from netdistill.stages.aggregate_operator import (
-    DEFAULT_ACCUMULATE,
-    Accumulator,
-    Aggregator,
-    StateChanges,
-    to_arrow,
-)
+from netdistill.stages.aggregate_accumulators import DEFAULT_ACCUMULATE, Accumulator, to_arrow
+from netdistill.stages.aggregate_operator import Aggregator, StateChanges
 from netdistill.stages.base import (
     StageConfigBase,
     StageContext,

@@ -3,19 +3,21 @@
 ``Aggregator.process(batch, now)`` folds a batch of records into partial state;
 ``flush(now)`` returns the groups that are due and forgets them. Everything is a polars
 ``group_by`` over whole batches: a batch is reduced to one partial row per group, and
-partials are combined with a second ``group_by`` (sum of sums, min of mins, first of
-firsts in arrival order …). Without thresholds, partials of successive batches are only
-appended and combined when the state is read (``flush``, ``state``), so a batch costs one
-``group_by`` over itself, whatever the number of open groups.
+partials are combined with a second ``group_by`` (``aggregate_accumulators.py``: sum of
+sums, min of mins, first of firsts in arrival order …). Without thresholds and
+``max_age_s``, partials of successive batches are only appended; ``flush`` combines
+those of the bins that close, and all of them are combined once they outgrow the
+combined state four times. A batch costs one ``group_by`` over itself, whatever the
+number of open groups.
 
-State columns (``state()``, restored with ``load_state``): the group keys, ``_bin``
-(time bin number: ``time_field`` // ``bin_s``), ``_rows`` (records in the partial),
-``_opened`` (stage clock when the partial opened), ``_pr``/``_pb`` (piece numbers, see
-thresholds) and one or two columns per accumulator: ``sum``/``count``/``min``/``max``/
-``first``/``last`` keep their running value, ``avg`` a sum and a count
-(``<out>__sum``, ``<out>__n``), ``count_distinct`` the list of distinct values seen
-(``<out>__set``). ``runs()`` holds, per group and bin, the records and bytes counted so
-far (``_run_n``, ``_run_b``), used only with thresholds.
+State columns (``state()``, restored with ``load_state``; a group may have several rows
+until they are combined): the group keys, ``_bin`` (time bin number: ``time_field`` //
+``bin_s``), ``_rows`` (records in the partial), ``_opened`` (stage clock when the partial
+opened), ``_pr``/``_pb`` (piece numbers, see thresholds), ``_part`` (the batch it came
+from: arrival order, for ``first`` and ``last``) and one or two columns per accumulator.
+``changes()`` tells what to append to and delete from a saved copy since the last call.
+``runs()`` holds, per group and bin, the records and bytes counted so far (``_run_n``,
+``_run_b``), used only with thresholds.
 
 When a group is due:
 
@@ -32,7 +34,6 @@ When a group is due:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -40,69 +41,15 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-FUNCTIONS = ("sum", "count", "min", "max", "avg", "count_distinct", "first", "last")
-_CALL = re.compile(r"^\s*([a-z_]+)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)?\s*\)\s*$")
+from netdistill.stages.aggregate_accumulators import (
+    DEFAULT_ACCUMULATE,
+    Accumulator,
+    accumulator_text,
+    frame_of,
+    to_arrow,
+)
 
-
-@dataclass(frozen=True, slots=True)
-class Accumulator:
-    """``out = function(field)``; ``field`` is empty for ``count()`` (every record)."""
-
-    out: str
-    function: str
-    field: str
-
-    @classmethod
-    def parse(cls, out: str, text: str) -> Accumulator:
-        match = _CALL.match(text)
-        if match is None:
-            raise ValueError(f"{out}: {text!r} is not 'function(field)'")
-        function, field = match.group(1), match.group(2) or ""
-        if function not in FUNCTIONS:
-            raise ValueError(f"{out}: unknown function {function!r} ({', '.join(FUNCTIONS)})")
-        if not field and function != "count":
-            raise ValueError(f"{out}: {function}() needs a field")
-        return cls(out, function, field)
-
-    def partial(self) -> list[pl.Expr]:
-        """Reduce records to this accumulator's partial state (one group)."""
-        col = pl.col(self.field) if self.field else None
-        o = self.out
-        if self.function == "count":
-            return [(pl.len() if col is None else col.count()).cast(pl.Int64).alias(o)]
-        assert col is not None
-        if self.function == "avg":
-            return [col.sum().cast(pl.Float64).alias(f"{o}__sum"), col.count().alias(f"{o}__n")]
-        if self.function == "count_distinct":
-            return [col.drop_nulls().unique().alias(f"{o}__set")]
-        return [getattr(col, self.function)().alias(o)]
-
-    def combine(self) -> list[pl.Expr]:
-        """Combine partial states (rows in arrival order) into one."""
-        o = self.out
-        if self.function in ("sum", "count"):
-            return [pl.col(o).sum()]
-        if self.function == "avg":
-            return [pl.col(f"{o}__sum").sum(), pl.col(f"{o}__n").sum()]
-        if self.function == "count_distinct":
-            return [pl.col(f"{o}__set").explode().drop_nulls().unique()]
-        return [getattr(pl.col(o), self.function)()]
-
-    def final(self) -> pl.Expr:
-        """The emitted value from the partial state."""
-        o = self.out
-        if self.function == "avg":
-            return (pl.col(f"{o}__sum") / pl.col(f"{o}__n")).alias(o)
-        if self.function == "count_distinct":
-            return pl.col(f"{o}__set").list.len().cast(pl.Int64).alias(o)
-        return pl.col(o)
-
-    def state_columns(self) -> list[str]:
-        if self.function == "avg":
-            return [f"{self.out}__sum", f"{self.out}__n"]
-        if self.function == "count_distinct":
-            return [f"{self.out}__set"]
-        return [self.out]
+__all__ = ["DEFAULT_ACCUMULATE", "Accumulator", "Aggregator", "StateChanges", "to_arrow"]
 
 
 @dataclass(frozen=True)
@@ -112,15 +59,6 @@ class StateChanges:
     rewrite: bool
     gone_bins: list[int | None]
     new_rows: pa.Table
-
-
-DEFAULT_ACCUMULATE: dict[str, str] = {
-    "bytes": "sum(bytes)",
-    "packets": "sum(packets)",
-    "records": "count()",
-    "start_time": "min(start_time)",
-    "end_time": "max(end_time)",
-}
 
 
 class Aggregator:
@@ -424,10 +362,10 @@ class Aggregator:
         """Restore what ``state()`` and ``runs()`` returned (e.g. after a restart)."""
         self._partials, self._due = [], []
         self._new, self._gone_bins, self._rewrite = [], set(), False
-        self._state = _frame(state).sort("_part", maintain_order=True) if state.num_rows else None
+        self._state = frame_of(state).sort("_part", maintain_order=True) if state.num_rows else None
         if self._state is not None:
             self._next_part = int(self._state.get_column("_part").max()) + 1  # type: ignore[arg-type]
-        self._runs = _frame(runs) if runs is not None and runs.num_columns else None
+        self._runs = frame_of(runs) if runs is not None and runs.num_columns else None
 
     def open_groups(self) -> int:
         """Groups open now (read only: safe to call while no round runs)."""
@@ -442,7 +380,7 @@ class Aggregator:
         empty = pa.table({f.name: pa.array([], f.type) for f in input_schema}, schema=input_schema)
         probe = Aggregator(
             self.by,
-            {a.out: _text(a) for a in self.accumulators},
+            {a.out: accumulator_text(a) for a in self.accumulators},
             time_field=self.time_field,
             bin_s=self.bin_s,
         )
@@ -457,29 +395,3 @@ class Aggregator:
             pl.lit(0).alias("_part"),
         )
         return to_arrow(probe._finish(partial)).schema
-
-
-def _plain(type_: pa.DataType) -> pa.DataType:
-    if pa.types.is_large_string(type_) or pa.types.is_string_view(type_):
-        return pa.string()
-    if pa.types.is_large_list(type_) or pa.types.is_list(type_):
-        return pa.list_(_plain(type_.value_type))
-    return type_
-
-
-def to_arrow(frame: pl.DataFrame) -> pa.Table:
-    """``frame`` as Arrow with plain strings and lists (polars makes large ones), the
-    types the rest of the code and ``records/schema.py`` build."""
-    table = frame.to_arrow()
-    schema = pa.schema([f.with_type(_plain(f.type)) for f in table.schema])
-    return table if schema == table.schema else table.cast(schema)
-
-
-def _text(accumulator: Accumulator) -> str:
-    return f"{accumulator.function}({accumulator.field})"
-
-
-def _frame(table: pa.Table) -> pl.DataFrame:
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
-    return frame
