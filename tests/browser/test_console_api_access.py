@@ -46,6 +46,9 @@ PUBLIC = {
 }
 #: routes for gatherers: their own credential or the manager's token, never a session
 TOKEN_ONLY = {("POST", "/api/heartbeat")}
+#: data delivery into the store: the token only; every session is refused with 403
+DELIVERY = {("POST", "/api/commit"), ("POST", "/api/quarantine")}
+DELIVERY_REFUSAL = "this route delivers data for scripts and gatherers: use the token"
 #: operator routes that want an admin when the change touches the manager section
 #: (retention, ports …): an operator may get 403 "… needs admin" for such a body
 ADMIN_BY_CONTENT = {("PUT", "/api/scheme"), ("POST", "/api/scheme/rollback/{version}")}
@@ -160,6 +163,9 @@ def test_every_route_refused_or_allowed_by_role(run: DemoRun) -> None:
             seen.append((method, template, ROLE_NAMES[role], response.status_code))
             if (method, template) in TOKEN_ONLY:
                 assert response.status_code == 401, (ROLE_NAMES[role], method, path)
+            elif (method, template) in DELIVERY:
+                assert response.status_code == 403, (ROLE_NAMES[role], method, path)
+                assert response.json()["detail"] == DELIVERY_REFUSAL
             elif role < need and not public:
                 assert response.status_code == 403, (ROLE_NAMES[role], method, path)
                 assert response.json()["detail"] == (
@@ -174,7 +180,7 @@ def test_every_route_refused_or_allowed_by_role(run: DemoRun) -> None:
                 assert response.status_code < 500, (role, method, path, response.text)
         allowed = send(token, method, path, query, body).status_code
         assert allowed not in (401, 403) and allowed < 500, (method, path, allowed)
-        if method not in SAFE and not public and (method, template) not in TOKEN_ONLY:
+        if method not in SAFE and not public and (method, template) not in TOKEN_ONLY | DELIVERY:
             refused = send(no_csrf, method, path, query, body)
             assert refused.status_code == 403, (method, path)
             assert refused.json()["detail"] == "missing or wrong X-CSRF-Token"

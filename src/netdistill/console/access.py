@@ -9,7 +9,9 @@ A request is allowed with either
   the session's CSRF token in ``X-CSRF-Token``, so another site cannot make a logged-in
   browser change the scheme.
 
-No credential → 401, too small a role or a missing/wrong CSRF token → 403.
+No credential → 401, too small a role or a missing/wrong CSRF token → 403. The routes
+that deliver data into the store (``roles.token_only``) take the token only: a person
+changes the scheme, not the records.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
 
-from netdistill.console.roles import SAFE_METHODS, Role, required_role
+from netdistill.console.roles import SAFE_METHODS, Role, required_role, token_only
 from netdistill.console.sessions import COOKIE, CSRF_HEADER, SessionBook
 from netdistill.console.users import UserBook
 
@@ -62,6 +64,11 @@ class Access:
         if principal is None:
             raise HTTPException(
                 status_code=401, detail="log in, or give the manager's bearer token"
+            )
+        if principal.via == "session" and token_only(request.method, request.url.path):
+            raise HTTPException(
+                status_code=403,
+                detail="this route delivers data for scripts and gatherers: use the token",
             )
         need = required_role(request.method, request.url.path)
         if principal.role < need:

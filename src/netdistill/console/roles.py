@@ -41,3 +41,11 @@ def required_role(method: str, path: str) -> Role:
     if path.startswith("/api/auth/"):
         return Role.viewer
     return Role.viewer if method.upper() in SAFE_METHODS else Role.operator
+
+
+#: data delivery into the store: for scripts and the CLI holding the token, never a session
+TOKEN_ONLY = frozenset({("POST", "/api/commit"), ("POST", "/api/quarantine")})
+
+
+def token_only(method: str, path: str) -> bool:
+    return (method.upper(), path) in TOKEN_ONLY
