@@ -21,7 +21,8 @@ from: arrival order, for ``first`` and ``last``) and one or two columns per accu
 
 When a group is due:
 
-* its bin has closed: ``(bin + 1) * bin_s + grace_s <= now``;
+* its bin has closed: ``(bin + 1) * bin_s + grace_s <= now`` (a group of records
+  without a time has no bin that could close: it is due at once);
 * it has been open ``max_age_s`` (stage clock): emitted and restarted;
 * thresholds, exact and order-preserving: with ``max_records: N`` record *k* (0-based,
   counting every record of the group and bin in arrival order) belongs to piece
