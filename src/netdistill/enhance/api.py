@@ -172,9 +172,7 @@ def procedures_router(book: ProcedureBook, *, token: str | None = None) -> APIRo
     return router
 
 
-def local_procedures_router(
-    scheme: Any, store: Any, pipeline: Any, token: str | None
-) -> APIRouter:
+def local_procedures_router(scheme: Any, store: Any, pipeline: Any, token: str | None) -> APIRouter:
     """The router for ``netdistill run``: an accepted change rebuilds the pipeline's
     enhancer (the old one's lookups are left to finish the batch in flight). ``token``
     None: the includer guards it (the manager's guard, which accepts console sessions)."""
