@@ -294,12 +294,20 @@ class Merger:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         k, tt = codes[rows], t[rows]
         low = int(tt.min())
-        span = int(tt.max()) - low
-        if size < 2**22 and span < 2**41:
-            key = (k << 41) | (tt - low)
-            order = np.argsort(key)
-            key = key[order]
-            k, tt = key >> 41, (key & (2**41 - 1)) + low
+        t_bits = max(int(tt.max()) - low, 1).bit_length()
+        k_bits = max(size - 1, 1).bit_length()
+        i_bits = max(len(rows) - 1, 1).bit_length()
+        if k_bits + t_bits + i_bits <= 63:
+            # key, time and position in one int64: a plain value sort (much faster than
+            # an argsort) gives the order, ties in row order
+            packed = (k << (t_bits + i_bits)) | ((tt - low) << i_bits) | np.arange(len(rows))
+            packed.sort()
+            order = packed & ((1 << i_bits) - 1)
+            k = packed >> (t_bits + i_bits)
+            tt = ((packed >> i_bits) & ((1 << t_bits) - 1)) + low
+        elif k_bits + t_bits <= 63:
+            order = np.argsort((k << t_bits) | (tt - low), kind="stable")
+            k, tt = k[order], tt[order]
         else:
             order = np.lexsort((tt, k))
             k, tt = k[order], tt[order]
@@ -318,46 +326,42 @@ class Merger:
         return rows[i], rows[i + 1]
 
     def _combine(self, pool: _Rows, a: np.ndarray, b: np.ndarray, t: np.ndarray) -> _Rows:
-        """The merged rows of pairs (a[i], b[i]), field by field (module docstring)."""
-        ia, ib = pa.array(a, pa.int64()), pa.array(b, pa.int64())
+        """The merged rows of pairs (a[i], b[i]), field by field (module docstring): per
+        field the row whose value is kept is chosen in numpy, then one ``take``."""
         ma, mb = pool.mask[a], pool.mask[b]
-        a_first = pa.array(pool.first[a] <= pool.first[b])
-        columns: dict[str, pa.Array | pa.ChunkedArray] = {}
+        first_a = pool.first[a] <= pool.first[b]
+        early, late = np.where(first_a, a, b), np.where(first_a, b, a)
+        n = len(a)
         table = pool.table
+        sources: dict[str, np.ndarray] = {}
+        columns: dict[str, pa.Array | pa.ChunkedArray] = {}
         for name in table.column_names:
             if name in _OWN:
                 continue
             column = table.column(name)
             if column.null_count == len(column):
-                columns[name] = pa.nulls(len(a), column.type)
+                columns[name] = pa.nulls(n, column.type)
                 continue
-            av = column.take(ia)
             if name in self.rules.match:  # equal in both
-                columns[name] = av
+                sources[name] = a
                 continue
-            bv = column.take(ib)
+            source = early
+            if column.null_count:  # first non-null in arrival order
+                valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
+                source = np.where(valid[early], early, late)
             winner = self.rules.winners.get(name)
-            a_has = b_has = None
             if winner is not None:
                 bit = 1 << self.procedures.index(winner)
-                a_has, b_has = (ma & bit) != 0, (mb & bit) != 0
-                if (a_has | b_has).all():  # the winner takes part in every pair
-                    columns[name] = pc.if_else(pa.array(a_has), av, bv)
-                    continue
-            if column.null_count:
-                value = pc.coalesce(pc.if_else(a_first, av, bv), pc.if_else(a_first, bv, av))
-            else:
-                value = pc.if_else(a_first, av, bv)
-            if a_has is not None and b_has is not None:
-                value = pc.if_else(pa.array(a_has), av, pc.if_else(pa.array(b_has), bv, value))
-            columns[name] = value
-        n = len(a)
-        record_id = table.schema.field("record_id").type
-        ingested = table.schema.field("ingested_at").type
-        columns["record_id"] = pa.nulls(n, record_id)
-        columns["ingested_at"] = pa.nulls(n, ingested)
-        columns["procedure"] = pa.array([self.rules.name] * n, table.schema.field("procedure").type)
-        first_a = pool.first[a] <= pool.first[b]
+                source = np.where((ma & bit) != 0, a, np.where((mb & bit) != 0, b, source))
+            sources[name] = source
+        for name, source in sources.items():
+            columns[name] = table.column(name).take(pa.array(source, pa.int64()))
+        schema = table.schema
+        columns["record_id"] = pa.nulls(n, schema.field("record_id").type)
+        columns["ingested_at"] = pa.nulls(n, schema.field("ingested_at").type)
+        columns["procedure"] = pa.repeat(
+            pa.scalar(self.rules.name, schema.field("procedure").type), n
+        )
         return _Rows(
             pa.table({c: columns[c] for c in table.column_names}),
             ma | mb,
