@@ -140,6 +140,9 @@ def _int64(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
     if pa.types.is_timestamp(column.type):
         column = pc.cast(column, pa.timestamp("us", column.type.tz))
     values = pc.cast(column, pa.int64())
+    if not values.null_count:
+        array = values.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        return array, np.ones(len(array), bool)
     valid = pc.is_valid(values).to_numpy(zero_copy_only=False)
     return values.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64), valid
 
@@ -292,9 +295,13 @@ class Merger:
         rows = np.flatnonzero(usable)
         if len(rows) < 2:
             return np.empty(0, np.int64), np.empty(0, np.int64)
-        k, tt = codes[rows], t[rows]
+        whole = len(rows) == len(usable)
+        k, tt = (codes, t) if whole else (codes[rows], t[rows])
+        tol = int(self.rules.tolerance_s * 1e6) if self.rules.time_field is not None else None
         low = int(tt.min())
-        t_bits = max(int(tt.max()) - low, 1).bit_length()
+        # 2**t_bits > span + tolerance: in (key << t_bits | time) a change of key is a step
+        # larger than the tolerance
+        t_bits = (int(tt.max()) - low + max(tol or 0, 0) + 1).bit_length()
         k_bits = max(size - 1, 1).bit_length()
         i_bits = max(len(rows) - 1, 1).bit_length()
         if k_bits + t_bits + i_bits <= 63:
@@ -303,27 +310,33 @@ class Merger:
             packed = (k << (t_bits + i_bits)) | ((tt - low) << i_bits) | np.arange(len(rows))
             packed.sort()
             order = packed & ((1 << i_bits) - 1)
-            k = packed >> (t_bits + i_bits)
-            tt = ((packed >> i_bits) & ((1 << t_bits) - 1)) + low
-        elif k_bits + t_bits <= 63:
-            order = np.argsort((k << t_bits) | (tt - low), kind="stable")
-            k, tt = k[order], tt[order]
+            kt = packed >> i_bits
+            step = kt[1:] - kt[:-1]  # same key: the time gap
+            same_key = (kt[1:] >> t_bits) == (kt[:-1] >> t_bits)
+            candidate = same_key if tol is None else step <= tol
         else:
-            order = np.lexsort((tt, k))
+            if k_bits + t_bits <= 63:
+                order = np.argsort((k << t_bits) | (tt - low), kind="stable")
+            else:
+                order = np.lexsort((tt, k))
             k, tt = k[order], tt[order]
-        rows = rows[order]
-        m = mask[rows]
-        gap = np.abs(tt[1:] - tt[:-1])
-        candidate = (k[1:] == k[:-1]) & ((m[1:] & m[:-1]) == 0)
-        if self.rules.time_field is not None:
-            candidate &= gap <= int(self.rules.tolerance_s * 1e6)
-        cost = np.where(candidate, gap, np.iinfo(np.int64).max)
-        before = np.concatenate([[np.iinfo(np.int64).max], cost[:-1]])
-        after = np.concatenate([cost[1:], [np.iinfo(np.int64).max]])
-        take = candidate & (cost < before) & (cost <= after)
-        i = np.flatnonzero(take)
-        self._conflicts = int(candidate.sum()) - len(i)
-        return rows[i], rows[i + 1]
+            step = tt[1:] - tt[:-1]
+            candidate = k[1:] == k[:-1]
+            if tol is not None:
+                candidate &= step <= tol
+        j = np.flatnonzero(candidate)
+        left, right = order[j], order[j + 1]
+        if not whole:
+            left, right = rows[left], rows[right]
+        disjoint = (mask[left] & mask[right]) == 0  # no procedure in common
+        j, left, right = j[disjoint], left[disjoint], right[disjoint]
+        # a candidate pair is taken when it is closer than both neighbouring candidates
+        cost = np.full(len(step) + 2, np.iinfo(np.int64).max)
+        gap = step[j]
+        cost[j + 1] = gap
+        take = (gap < cost[j]) & (gap <= cost[j + 2])
+        self._conflicts = len(j) - int(take.sum())
+        return left[take], right[take]
 
     def _combine(self, pool: _Rows, a: np.ndarray, b: np.ndarray, t: np.ndarray) -> _Rows:
         """The merged rows of pairs (a[i], b[i]), field by field (module docstring): per
