@@ -13,7 +13,9 @@ insertion. Unmatched records join the pending set, which ``expire(now)`` bounds 
 Matching (one pass, repeated while it finds pairs and some record lost its partner):
 the records that have every ``match`` field (a null never matches) are sorted by
 (match key, time in the reference clock) with one numpy sort — the key is a dense code
-from Arrow's dictionary encoding, so strings are hashed once, not joined. Neighbours in
+from Arrow's dictionary encoding, so strings are hashed once, not joined; key, time and
+row number are packed into one int64 and sorted as values where they fit (a stable
+argsort otherwise), so records with equal key and time stay in row order. Neighbours in
 that order pair when their keys are equal, they include no procedure in common and,
 with a tolerance, their times are within ``seconds``. Where two candidate pairs share a
 record, the closer pair wins (the earlier on a tie); the loser tries again next pass.
@@ -31,7 +33,8 @@ Combining a pair, field by field: a field with a winner takes the winning proced
 value when that procedure is part of the pair (even a null); otherwise, and for every
 other field, the first non-null value in arrival order (lowest record_id first) — the
 seed's two defaults in one rule: a lone non-null value wins, and among non-null values
-the record received first wins. ``procedure`` becomes the merge's name.
+the record received first wins. ``procedure`` becomes the merge's name. Numpy picks the
+row each field's value comes from; each column is then gathered with a single ``take``.
 """
 
 from __future__ import annotations
