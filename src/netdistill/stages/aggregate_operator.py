@@ -38,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -45,8 +46,15 @@ import pyarrow.compute as pc
 from netdistill.stages.aggregate_accumulators import (
     DEFAULT_ACCUMULATE,
     Accumulator,
+    accumulator_columns,
     accumulator_text,
+    column_codes,
+    fast_accumulator,
+    first_rows,
     frame_of,
+    group_numbers,
+    key_type,
+    last_rows,
     to_arrow,
 )
 
@@ -95,6 +103,7 @@ class Aggregator:
         self.bytes_field = bytes_field
         self._group = [*self.by, "_bin"]
         self._piece = [*self._group, "_pr", "_pb"]
+        self._plans: dict[tuple[pa.Schema, tuple[str, ...]], pl.Schema | None] = {}
         self._partials: list[pl.DataFrame] = []  # not yet combined, arrival order
         self._state: pl.DataFrame | None = None  # combined
         self._runs: pl.DataFrame | None = None  # thresholds: counts per group so far
@@ -143,17 +152,20 @@ class Aggregator:
         # one query: filter, bin, group; the partial waits to be combined (see module doc)
         only_bin = self._only_bin(batch)
         # one bin (the usual round): one key column less to hash
-        grouped = lazy.group_by(self._group if only_bin is None else self.by)
-        partial = (
-            grouped.agg(*self._partial_exprs, pl.len().cast(pl.Int64).alias("_rows"))
-            .collect()
-            .with_columns(
-                *([] if only_bin is None else [pl.lit(only_bin, pl.Int64).alias("_bin")]),
-                pl.lit(now, pl.Float64).alias("_opened"),
-                pl.lit(0, pl.Int64).alias("_pr"),
-                pl.lit(0, pl.Int64).alias("_pb"),
-                pl.lit(self._next_part, pl.Int64).alias("_part"),
+        keys = self._group if only_bin is None else self.by
+        fast = self._fast_partial(batch, keys) if isinstance(batch, pa.Table) else None
+        if fast is None:
+            fast = (
+                lazy.group_by(keys)
+                .agg(*self._partial_exprs, pl.len().cast(pl.Int64).alias("_rows"))
+                .collect()
             )
+        partial = fast.with_columns(
+            *([] if only_bin is None else [pl.lit(only_bin, pl.Int64).alias("_bin")]),
+            pl.lit(now, pl.Float64).alias("_opened"),
+            pl.lit(0, pl.Int64).alias("_pr"),
+            pl.lit(0, pl.Int64).alias("_pb"),
+            pl.lit(self._next_part, pl.Int64).alias("_part"),
         )
         if not partial.height:
             return 0
@@ -163,6 +175,90 @@ class Aggregator:
         if sum(p.height for p in self._partials) > 4 * max(self._state_height(), 1 << 16):
             self._combine()
         return int(partial["_rows"].sum())
+
+    def _fast_plan(self, schema: pa.Schema, keys: Sequence[str]) -> pl.Schema | None:
+        """The polars schema of a partial of records of ``schema`` grouped by ``keys`` when
+        ``_fast_partial`` can compute it, else None (cached per schema and keys)."""
+        cache_key = (schema, tuple(keys))
+        if cache_key in self._plans:
+            return self._plans[cache_key]
+        plan: pl.Schema | None = None
+        where = self.where.meta.root_names() if self.where is not None else []
+        if (
+            self.time_field in schema.names
+            and all(
+                k == "_bin" or (k in schema.names and key_type(schema.field(k).type)) for k in keys
+            )
+            and all(name in schema.names for name in where)
+            and all(fast_accumulator(a, schema) for a in self.accumulators)
+        ):
+            empty = pa.table([pa.array([], f.type) for f in schema], schema=schema)
+            plan = (
+                self._binned(empty)
+                .group_by(keys)
+                .agg(*self._partial_exprs, pl.len().cast(pl.Int64).alias("_rows"))
+                .collect_schema()
+            )
+        self._plans[cache_key] = plan
+        return plan
+
+    def _fast_partial(self, batch: pa.Table, keys: Sequence[str]) -> pl.DataFrame | None:
+        """What the polars ``group_by`` of ``process`` gives, computed faster and exactly:
+        each key column encoded to dense integer codes (pyarrow's ``dictionary_encode``
+        for strings, the value itself for integers of a narrow range), the codes combined
+        into one dense group number per record (``group_numbers``: exact, no hashing of
+        the combined key), then every accumulator with numpy over the group numbers, and
+        the key values taken from each group's first record. None when a type or function
+        is not handled here (the polars path runs)."""
+        plan = self._fast_plan(batch.schema, keys)
+        if plan is None:
+            return None
+        times = batch.column(self.time_field)
+        if times.null_count:
+            return None
+        columns: dict[str, pa.ChunkedArray | pa.Array] = {}
+        if "_bin" in keys:
+            epoch = times.cast(pa.int64()).to_numpy()
+            columns["_bin"] = pa.array(epoch // self.bin_us)
+        kept: np.ndarray | None = None
+        if self.where is not None:
+            names = list(dict.fromkeys(self.where.meta.root_names()))
+            mask = pl.from_arrow(batch.select(names)).select(self.where.fill_null(False))  # type: ignore[union-attr]
+            keep = mask.to_series().to_numpy()
+            if not keep.all():
+                kept = np.flatnonzero(keep)
+        if kept is not None and not len(kept):
+            return pl.DataFrame(schema=plan)
+        codes = []
+        for k in keys:
+            column = columns[k] if k == "_bin" else batch.column(k)
+            code = column_codes(
+                column if isinstance(column, pa.ChunkedArray) else pa.chunked_array([column])
+            )
+            if code is None:
+                return None
+            codes.append(code if kept is None else (code[0][kept], code[1]))
+        groups, count = group_numbers(codes)
+        first = first_rows(groups)
+        last = (
+            last_rows(groups, count)
+            if any(a.function == "last" for a in self.accumulators)
+            else first
+        )
+        rows = {
+            "first": first if kept is None else kept[first],
+            "last": last if kept is None else kept[last],
+        }
+        take = pa.array(rows["first"])
+        out: dict[str, pa.Array | pa.ChunkedArray] = {
+            k: (columns[k] if k == "_bin" else batch.column(k)).take(take) for k in keys
+        }
+        for a in self.accumulators:
+            column = batch.column(a.field) if a.field else None
+            out.update(accumulator_columns(a, column, kept, groups, count, rows, plan))
+        out["_rows"] = pa.array(np.bincount(groups, minlength=count).astype(np.int64))
+        frame = frame_of(pa.table(out))
+        return frame.select(plan.names()).cast(dict(plan))  # type: ignore[arg-type]
 
     def _only_bin(self, batch: pa.Table | pl.DataFrame) -> int | None:
         """The bin of every record of ``batch`` when there is one (and a ``by``)."""
@@ -266,12 +362,58 @@ class Aggregator:
             if not bins.null_count() and bins.min() == bins.max():
                 keys = self.by
                 constant = [pl.lit(bins[0], pl.Int64).alias("_bin")]
-        combined = stacked.lazy().group_by(keys).agg(*self._combine_exprs)
+        fast = self._fast_combined(stacked, keys)
+        combined = (
+            fast.lazy()
+            if fast is not None
+            else stacked.lazy().group_by(keys).agg(*self._combine_exprs)
+        )
         if keys is not self._piece:
             combined = combined.with_columns(
                 *constant, pl.lit(0, pl.Int64).alias("_pr"), pl.lit(0, pl.Int64).alias("_pb")
             )
         return combined.collect()
+
+    def _fast_combined(self, stacked: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame | None:
+        """``stacked.group_by(keys).agg(combine expressions)`` the way ``_fast_partial``
+        does it (rows in arrival order: first of firsts, sum of sums …); None for what is
+        not handled here (averages, distinct counts, other types: the polars path)."""
+        if not keys or not stacked.height:
+            return None
+        table = stacked.to_arrow()
+        schema = table.schema
+        combine = [
+            Accumulator(a.out, "sum" if a.function == "count" else a.function, a.out)
+            for a in self.accumulators
+        ]
+        combine += [Accumulator("_rows", "sum", "_rows"), Accumulator("_part", "max", "_part")]
+        if (
+            not all(key_type(schema.field(k).type) for k in keys)
+            or not all(fast_accumulator(a, schema) for a in combine)
+            or schema.field("_opened").type != pa.float64()
+            or table.column("_opened").null_count
+        ):
+            return None
+        plan = stacked.clear().lazy().group_by(keys).agg(*self._combine_exprs).collect_schema()
+        codes = []
+        for k in keys:
+            code = column_codes(table.column(k))
+            if code is None:
+                return None
+            codes.append(code)
+        groups, count = group_numbers(codes)
+        first = first_rows(groups)
+        need_last = any(a.function == "last" for a in combine)
+        rows = {"first": first, "last": last_rows(groups, count) if need_last else first}
+        take = pa.array(first)
+        out: dict[str, pa.Array | pa.ChunkedArray] = {k: table.column(k).take(take) for k in keys}
+        for a in combine:
+            out.update(accumulator_columns(a, table.column(a.out), None, groups, count, rows, plan))
+        opened = np.full(count, np.inf)
+        np.minimum.at(opened, groups, table.column("_opened").to_numpy())
+        out["_opened"] = pa.array(opened)
+        frame = frame_of(pa.table(out))
+        return frame.select(plan.names()).cast(dict(plan))  # type: ignore[arg-type]
 
     # --- emitting --------------------------------------------------------------------------
 
