@@ -1,13 +1,15 @@
 """The columnar aggregation operator behind the ``aggregate`` stage: pure, no I/O.
 
 ``Aggregator.process(batch, now)`` folds a batch of records into partial state;
-``flush(now)`` returns the groups that are due and forgets them. Everything is a polars
+``flush(now)`` returns the groups that are due and forgets them. Everything is a
 ``group_by`` over whole batches: a batch is reduced to one partial row per group, and
 partials are combined with a second ``group_by`` (``aggregate_accumulators.py``: sum of
-sums, min of mins, first of firsts in arrival order …). Without thresholds and
-``max_age_s``, partials of successive batches are only appended; ``flush`` combines
-those of the bins that close, and all of them are combined once they outgrow the
-combined state four times. A batch costs one ``group_by`` over itself, whatever the
+sums, min of mins, first of firsts in arrival order …). Both run on an exact fast path
+when the types allow (``_fast_partial``, ``_fast_combined``: keys dictionary-encoded to
+one dense group number, accumulators with numpy) and as polars queries otherwise.
+Without thresholds and ``max_age_s``, partials of successive batches are only appended;
+``flush`` combines those of the bins that close, and all of them are combined once they
+outgrow the combined state four times. A batch costs one ``group_by`` over itself, whatever the
 number of open groups.
 
 State columns (``state()``, restored with ``load_state``; a group may have several rows
@@ -142,9 +144,8 @@ class Aggregator:
         folded (those ``where`` accepts)."""
         if not batch.num_rows if isinstance(batch, pa.Table) else not batch.height:
             return 0
-        lazy = self._binned(batch)
         if self.thresholds:
-            frame = lazy.collect()
+            frame = self._binned(batch).collect()
             if frame.height:
                 self._process_pieces(frame, now)
                 self._rewrite = True  # pieces move between state and output: write anew
@@ -154,9 +155,10 @@ class Aggregator:
         # one bin (the usual round): one key column less to hash
         keys = self._group if only_bin is None else self.by
         fast = self._fast_partial(batch, keys) if isinstance(batch, pa.Table) else None
-        if fast is None:
+        if fast is None:  # the whole batch into polars (the fast path converts none of it)
             fast = (
-                lazy.group_by(keys)
+                self._binned(batch)
+                .group_by(keys)
                 .agg(*self._partial_exprs, pl.len().cast(pl.Int64).alias("_rows"))
                 .collect()
             )
@@ -184,8 +186,10 @@ class Aggregator:
             return self._plans[cache_key]
         plan: pl.Schema | None = None
         where = self.where.meta.root_names() if self.where is not None else []
+        time_type = schema.field(self.time_field).type if self.time_field in schema.names else None
         if (
-            self.time_field in schema.names
+            isinstance(time_type, pa.TimestampType)
+            and time_type.unit == "us"  # the bin is the value // bin_us, as polars' epoch
             and all(
                 k == "_bin" or (k in schema.names and key_type(schema.field(k).type)) for k in keys
             )
