@@ -37,12 +37,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from netdistill.accounting.config import AccountingConfig, ManagerEndpoint
+from netdistill.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -115,20 +115,6 @@ class Cursor:
     source: str = PRIMARY
     delivered: int = 0
     switches: int = 0
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def decide(

@@ -42,7 +42,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -56,6 +55,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from netdistill.errors import NetdistillError
+from netdistill.files import write_atomic
 from netdistill.store.duckdb import DuckDBStore
 
 log = logging.getLogger(__name__)
@@ -185,22 +185,6 @@ def render_body(export: PeriodExport) -> bytes:
     for name, part in export.parts.items():
         document[name] = [{c: plain(row[c]) for c in part.columns} for row in part.rows]
     return json.dumps(document, separators=(",", ":")).encode()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Temporary file, fsync, rename, fsync of the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- the exporter --------------------------------------------------------------------------

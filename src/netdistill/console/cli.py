@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
-from netdistill.cli import DEFAULT_DATA_DIR, DataDir, _errors, _fail, app, out
+from netdistill.cli.common import DEFAULT_DATA_DIR, DataDir, app, errors, fail, out
 
 user_app = typer.Typer(
     help="Console users: list, add, passwd, role, remove (works while running).",
@@ -62,13 +62,13 @@ class _Users:
 
     def list(self) -> list[dict[str, Any]]:
         if self.remote is not None:
-            return list(self.remote._send("GET", "/api/users").json())
+            return list(self.remote.request("GET", "/api/users").json())
         return self.users.list()
 
     def add(self, name: str, password: str, role: str) -> None:
         if self.remote is not None:
             body = {"name": name, "password": password, "role": role}
-            self.remote._send("POST", "/api/users", json=body)
+            self.remote.request("POST", "/api/users", json=body)
             return
         self.users.add(name, password, role)
         self._local("user_add", name, {"role": role})
@@ -76,7 +76,7 @@ class _Users:
     def change(self, name: str, *, password: str | None = None, role: str | None = None) -> None:
         if self.remote is not None:
             body = {k: v for k, v in {"password": password, "role": role}.items() if v}
-            self.remote._send("PATCH", f"/api/users/{name}", json=body)
+            self.remote.request("PATCH", f"/api/users/{name}", json=body)
             return
         if role is not None:
             self.users.set_role(name, role)
@@ -87,7 +87,7 @@ class _Users:
 
     def remove(self, name: str) -> None:
         if self.remote is not None:
-            self.remote._send("DELETE", f"/api/users/{name}")
+            self.remote.request("DELETE", f"/api/users/{name}")
             return
         self.users.remove(name)
         self.sessions.end_all(name)
@@ -101,12 +101,12 @@ class _Users:
 
 
 def _with_users(data_dir: Path, action: Any) -> Any:
-    with _errors():
+    with errors():
         users = _Users(data_dir)
         try:
             return action(users)
         except ValueError as exc:  # an unknown role
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
         finally:
             users.close()
 

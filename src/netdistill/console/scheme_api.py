@@ -35,8 +35,6 @@ scheme file (atomically: a temporary file renamed over it) when the process has 
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -47,6 +45,7 @@ from fastapi import APIRouter, HTTPException, Request
 
 from netdistill.console.roles import Role
 from netdistill.errors import NetdistillError, SchemeError
+from netdistill.files import write_atomic
 from netdistill.scheme.load import parse_scheme
 from netdistill.scheme.models import Scheme
 from netdistill.scheme.versions import (
@@ -116,22 +115,8 @@ class SchemeEditor:
             self.version = self.versions.add(text, user=user, comment=comment)
             self.scheme, self.text = new, text
             if self.path is not None:
-                write_atomically(self.path, text)
+                write_atomic(self.path, text)
             return {**preview, "version": self.version, "previous": preview["version"]}
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text``: a reader sees the old file or the new, never half."""
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 async def _text_of(request: Request, editor: SchemeEditor) -> tuple[str, str, dict[str, Any]]:

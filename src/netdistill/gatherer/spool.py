@@ -47,6 +47,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from netdistill.files import write_atomic
+
 log = logging.getLogger(__name__)
 
 RECORDS = 1
@@ -165,23 +167,12 @@ class Spool:
         self._origins: dict[str, int] = {}
         id_path = self.directory / "spool.id"
         if not id_path.exists():
-            self._write_atomic(id_path, str(int(clock() * 1000)))
+            write_atomic(id_path, str(int(clock() * 1000)), fsync=self.fsync)
         self._base = int(id_path.read_text().strip()) * 1_000_000
         self._cursors = {d: self._read_cursor(d) for d in self.destinations}
         self._open()
 
     # --- opening -------------------------------------------------------------------------
-
-    def _write_atomic(self, path: Path, text: str) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, text.encode())
-            if self.fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
 
     def _read_cursor(self, destination: str) -> int:
         try:
@@ -375,7 +366,7 @@ class Spool:
             if seq <= self._cursors[destination]:
                 return
             self._cursors[destination] = seq
-            self._write_atomic(self.directory / f"cursor.{destination}", str(seq))
+            write_atomic(self.directory / f"cursor.{destination}", str(seq), fsync=self.fsync)
             self._collect()
             if self.full and self._size() < self.max_bytes * 0.9:
                 self.full = False

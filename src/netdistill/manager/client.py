@@ -32,7 +32,8 @@ class ManagerClient:
             verify=client_verify(info),
         )
 
-    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Any route of the API; an answer >= 400 raises ``StoreError`` with its message."""
         try:
             response = self._http.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
@@ -47,7 +48,7 @@ class ManagerClient:
         return response
 
     def _send_arrow(self, url: str, table: pa.Table, **params: Any) -> httpx.Response:
-        return self._send(
+        return self.request(
             "POST",
             url,
             params=params,
@@ -57,7 +58,7 @@ class ManagerClient:
 
     def query(self, sql: str, params: Mapping[str, object] | None = None) -> pa.Table:
         body = {"sql": sql, "params": dict(params) if params else None}
-        return ipc_to_table(self._send("POST", "/api/query", json=body).content)
+        return ipc_to_table(self.request("POST", "/api/query", json=body).content)
 
     def commit(self, batch: pa.Table, *, origin: str, sequence: int) -> int:
         response = self._send_arrow("/api/commit", batch, origin=origin, sequence=sequence)
@@ -70,24 +71,24 @@ class ManagerClient:
         return int(response.json()["rows"])
 
     def last_sequence(self, origin: str) -> int:
-        response = self._send("GET", "/api/commit/last", params={"origin": origin})
+        response = self.request("GET", "/api/commit/last", params={"origin": origin})
         return int(response.json()["sequence"])
 
     def status(self) -> dict[str, Any]:
-        return dict(self._send("GET", "/api/status").json())
+        return dict(self.request("GET", "/api/status").json())
 
     def fields(self) -> list[dict[str, Any]]:
-        return list(self._send("GET", "/api/fields").json())
+        return list(self.request("GET", "/api/fields").json())
 
     def add_field(self, name: str, type_: str, description: str = "") -> None:
         body = {"name": name, "type": type_, "description": description}
-        self._send("POST", "/api/fields", json=body)
+        self.request("POST", "/api/fields", json=body)
 
     def drop_field(self, name: str) -> None:
-        self._send("DELETE", f"/api/fields/{name}")
+        self.request("DELETE", f"/api/fields/{name}")
 
     def alter_field(self, name: str, type_: str) -> None:
-        self._send("PATCH", f"/api/fields/{name}", json={"type": type_})
+        self.request("PATCH", f"/api/fields/{name}", json={"type": type_})
 
     def close(self) -> None:
         self._http.close()

@@ -3,7 +3,7 @@ and HTML, CSV and JSON output (SYSTEM.md §6, seed 003). See docs/reports.md.
 
 ``catalogue.py`` defines a report and runs it, ``builtin.py`` holds the built-in ones,
 ``saved.py`` the ones operators save, ``render.py`` the outputs and ``api.py`` the
-HTTP routes; ``netdistill report`` (``cli_report.py``) is the command line.
+HTTP routes; ``netdistill report`` (``cli/report.py``) is the command line.
 """
 
 from netdistill.reports.catalogue import (

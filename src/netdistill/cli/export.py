@@ -17,55 +17,29 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from netdistill.cli.common import DEFAULT_DATA_DIR, DataDir, app, fail, out
 from netdistill.errors import NetdistillError
 
 export_app = typer.Typer(
     help="Closed rollup periods and their exports to billing; send a period again.",
     no_args_is_help=True,
 )
-
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-DataDir = Annotated[
-    Path,
-    typer.Option(
-        "--data-dir", envvar="NETDISTILL_DATA_DIR", help="Where the store and exports live."
-    ),
-]
-DEFAULT_DATA_DIR = Path("netdistill-data")
+app.add_typer(export_app, name="export")
 
 
 class _Manager:
     """The running manager's rollup API."""
 
     def __init__(self, info: Any) -> None:
-        from netdistill.manager.discovery import client_verify
+        from netdistill.manager.client import ManagerClient
 
-        self._http = httpx.Client(
-            base_url=info.api,
-            headers={"authorization": f"Bearer {info.token}"},
-            timeout=300.0,
-            verify=client_verify(info),
-        )
+        self.client = ManagerClient(info)
 
     def _call(self, method: str, url: str, **kwargs: Any) -> Any:
-        try:
-            response = self._http.request(method, url, **kwargs)
-        except httpx.HTTPError as exc:
-            raise NetdistillError(f"manager did not answer: {exc}") from None
-        if response.status_code >= 400:
-            try:
-                message = response.json().get("detail") or response.text
-            except ValueError:
-                message = response.text
-            raise NetdistillError(f"manager: {message}")
-        return response.json()
+        return self.client.request(method, url, **kwargs).json()
 
     def names(self) -> list[str]:
         stages = self._call("GET", "/api/stages")["stages"]
@@ -80,7 +54,7 @@ class _Manager:
         return list(self._call("POST", url, params=params)["results"])
 
     def close(self) -> None:
-        self._http.close()
+        self.client.close()
 
 
 class _Store:
@@ -121,11 +95,6 @@ def _open(data_dir: Path, *, write: bool) -> _Manager | _Store:
     return _Manager(info) if info is not None else _Store(data_dir, write=write)
 
 
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
-    return typer.Exit(1)
-
-
 def _summary(exports: list[dict[str, Any]]) -> str:
     """``file ok, http ok+1 resend`` — the outcome of each target."""
     targets: dict[str, list[str]] = {}
@@ -146,7 +115,7 @@ def list_periods(
 ) -> None:
     """List each rollup's closed periods and how their exports went."""
     if format not in ("table", "json"):
-        raise _fail(f"unknown format {format!r}: expected table or json")
+        raise fail(f"unknown format {format!r}: expected table or json")
     try:
         source = _open(data_dir, write=False)
         try:
@@ -181,7 +150,7 @@ def list_periods(
         finally:
             source.close()
     except (NetdistillError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     out.print(view)
 
 
@@ -202,7 +171,7 @@ def resend(
         finally:
             source.close()
     except (NetdistillError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     failed = False
     for result in results:
         line = f"{name} {period} {result['target']}: {result['outcome']}, {result['rows']} rows"

@@ -21,51 +21,27 @@ from typing import Annotated, Any
 
 import typer
 
-from netdistill.cli import DEFAULT_DATA_DIR, DataDir, _errors, _fail, app, err, out
-from netdistill.errors import StoreError
+from netdistill.cli.common import DEFAULT_DATA_DIR, DataDir, app, err, errors, fail, out
 
 
 class _ManagerReports:
     """The report routes of a running manager."""
 
     def __init__(self, info: Any) -> None:
-        import httpx
+        from netdistill.manager.client import ManagerClient
 
-        from netdistill.manager.discovery import client_verify
-
-        self._http = httpx.Client(
-            base_url=info.api,
-            headers={"authorization": f"Bearer {info.token}"},
-            timeout=300.0,
-            verify=client_verify(info),
-        )
-
-    def _get(self, url: str, params: Any = None) -> Any:
-        import httpx
-
-        try:
-            response = self._http.get(url, params=params)
-        except httpx.HTTPError as exc:
-            raise StoreError(f"manager at {self._http.base_url} did not answer: {exc}") from None
-        if response.status_code >= 400:
-            try:
-                body = response.json()
-                message = body.get("error") or body.get("detail")
-            except ValueError:
-                message = response.text
-            raise StoreError(f"manager: {message}")
-        return response
+        self.client = ManagerClient(info)
 
     def list(self) -> list[dict[str, Any]]:
-        return list(self._get("/api/reports").json())
+        return list(self.client.request("GET", "/api/reports").json())
 
     def run(self, name: str, values: dict[str, str], format: str) -> tuple[str, str]:
         params = [("param", f"{k}={v}") for k, v in values.items()] + [("format", format)]
-        response = self._get(f"/api/reports/{name}/run", params)
+        response = self.client.request("GET", f"/api/reports/{name}/run", params=params)
         return response.text, response.headers.get("x-netdistill-note", "")
 
     def close(self) -> None:
-        self._http.close()
+        self.client.close()
 
 
 def _open(data_dir: Path) -> Any:
@@ -143,11 +119,11 @@ def report(
     from netdistill.reports.api import parse_params
 
     if format not in ("table", "html", "csv", "json"):
-        raise _fail(f"unknown format {format!r}: expected table, html, csv or json", 2)
+        raise fail(f"unknown format {format!r}: expected table, html, csv or json", 2)
     if format == "table" and output_file is not None:  # a file gets a file format
         suffix = output_file.suffix.lstrip(".").lower()
         format = suffix if suffix in ("html", "csv", "json") else "csv"
-    with _errors():
+    with errors():
         values = parse_params(param or [])
         if from_ is not None:
             values["from"] = from_

@@ -1,0 +1,37 @@
+"""The ``netdistill`` command. Each command is thin: it parses options, calls the component
+that does the work and prints.
+
+* ``common.py`` — the app, consoles, ``--data-dir``, error handling
+* ``processes.py`` — check-config, run, manager, gatherer, accounting
+* ``data.py`` — query, import, replay, fields
+* ``report.py`` — report; ``export.py`` — export (rollup periods to billing)
+* ``netdistill.console.cli`` — user (console users)
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+from netdistill.cli.common import DEFAULT_DATA_DIR, DataDir, app, err, out
+
+# each module registers its commands; --help lists them in this order
+for _module in (
+    "netdistill.cli.processes",
+    "netdistill.cli.data",
+    "netdistill.cli.report",
+    "netdistill.cli.export",
+    "netdistill.console.cli",
+):
+    importlib.import_module(_module)
+
+__all__ = ["DEFAULT_DATA_DIR", "DataDir", "app", "err", "main", "out"]
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    app()
+
+
+if __name__ == "__main__":
+    main()
