@@ -212,11 +212,7 @@ def _with_context(value: Any, handler: Any, info: ValidationInfo) -> Any:
         _CONTEXT.reset(token)
     if sources is not None and stages is not None:
         _check_where(procedures, data)
-    seen: set[str] = set()
-    for procedure in procedures:
-        if procedure.name in seen:
-            raise ValueError(f"two procedures are named {procedure.name!r}")
-        seen.add(procedure.name)
+    check_unique_names(procedures, "procedures")
     return procedures
 
 
@@ -239,13 +235,18 @@ def _check_where(procedures: Sequence[ProcedureConfig], data: Mapping[str, Any])
             raise _type_error((index, "where"), str(exc), procedure.where) from None
 
 
+def check_unique_names(entries: Sequence[Any], what: str) -> None:
+    """``ValueError`` naming the first name two ``entries`` share."""
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.name in seen:
+            raise ValueError(f"two {what} are named {entry.name!r}")
+        seen.add(entry.name)
+
+
 def _unique_lookups(value: Any, handler: Any) -> Any:
     lookups = handler(value)
-    seen: set[str] = set()
-    for lookup in lookups:
-        if lookup.name in seen:
-            raise ValueError(f"two lookups are named {lookup.name!r}")
-        seen.add(lookup.name)
+    check_unique_names(lookups, "lookups")
     return lookups
 
 

@@ -31,7 +31,6 @@ from netdistill.manager.main import Manager
 from netdistill.scheme.load import demo_scheme_path, parse_scheme
 from netdistill.scheme.models import Scheme
 from netdistill.sources.registry import source_class
-from netdistill.stages.base import StageContext
 from netdistill.stages.runner import StageRunner
 from netdistill.store import ensure_fields
 from netdistill.store.duckdb import DuckDBStore
@@ -78,10 +77,7 @@ class LocalSystem:
             max_datagrams=config.max_batch_datagrams,
             process=enhancer,
         )
-        context = StageContext(self.store, self.scheme, self.data_dir)
-        if enhancer is not None:
-            context.enhance = enhancer
-        stages = StageRunner(context, interval_s=config.stages_interval_s)
+        stages = StageRunner.for_scheme(self.store, self.scheme, self.data_dir, enhancer)
         self.enhancer = enhancer
         self.manager = Manager(
             self.store,
@@ -155,10 +151,7 @@ class LocalSystem:
             previous = self.pipeline.process
             self.pipeline.change_sources(remove, added, enhancer)
             self.enhancer = enhancer
-            context = StageContext(self.store, new, self.data_dir)
-            if enhancer is not None:
-                context.enhance = enhancer
-            stages = StageRunner(context, interval_s=new.manager.stages_interval_s)
+            stages = StageRunner.for_scheme(self.store, new, self.data_dir, enhancer)
         self.pipeline.interval_s = new.manager.commit_interval_s
         self.pipeline.max_datagrams = new.manager.max_batch_datagrams
         self.manager.reconfigure(new.manager, stages)  # stops the old runner

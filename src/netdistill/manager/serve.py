@@ -31,7 +31,6 @@ from netdistill.manager.main import Manager
 from netdistill.manager.plan import PlanService, plan_router
 from netdistill.scheme.models import Scheme
 from netdistill.sources.registry import source_class
-from netdistill.stages.base import StageContext
 from netdistill.stages.runner import StageRunner
 from netdistill.store import ensure_fields
 from netdistill.store.duckdb import DuckDBStore
@@ -60,10 +59,7 @@ class ManagerProcess:
         # procedures run here, on the manager, for every source (a gatherer's included)
         self.enhancer = build_enhancer(scheme, self.store)
         self.ingest = Ingest(self.store, self.enhancer)
-        context = StageContext(self.store, scheme, self.data_dir)
-        if self.enhancer is not None:
-            context.enhance = self.enhancer
-        stages = StageRunner(context, interval_s=scheme.manager.stages_interval_s)
+        stages = StageRunner.for_scheme(self.store, scheme, self.data_dir, self.enhancer)
         self.manager = Manager(
             self.store, scheme.manager, data_dir=self.data_dir, status=self._status, stages=stages
         )
@@ -131,10 +127,7 @@ class ManagerProcess:
                 self.local.change_sources(remove, added, enhancer)
             elif added:
                 self._start_local(added, new)
-            context = StageContext(self.store, new, self.data_dir)
-            if enhancer is not None:
-                context.enhance = enhancer
-            stages = StageRunner(context, interval_s=new.manager.stages_interval_s)
+            stages = StageRunner.for_scheme(self.store, new, self.data_dir, enhancer)
         if self.local is not None:
             self.local.interval_s = new.manager.commit_interval_s
             self.local.max_datagrams = new.manager.max_batch_datagrams

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Union
 from pydantic import ValidationError, WrapValidator
 from pydantic_core import PydanticCustomError
 
+from netdistill.enhance.config import check_unique_names
 from netdistill.stages.base import StageConfigBase
 from netdistill.stages.registry import STAGE_TYPES, config_classes
 
@@ -38,11 +39,7 @@ def _dispatch_stage(value: Any, handler: Any) -> Any:
 
 def _unique_stages(value: Any, handler: Any) -> Any:
     stages = handler(value)
-    seen: set[str] = set()
-    for stage in stages:
-        if stage.name in seen:
-            raise ValueError(f"two stages are named {stage.name!r}")
-        seen.add(stage.name)
+    check_unique_names(stages, "stages")
     return stages
 
 

@@ -38,6 +38,17 @@ class StageRunner:
         for stage in self.stages:
             stage.ensure_tables()
 
+    @classmethod
+    def for_scheme(
+        cls, store: Any, scheme: Any, data_dir: Any, enhancer: Any = None
+    ) -> StageRunner:
+        """The runner of ``scheme``'s stages; ``enhancer`` (the pipeline's) enriches what
+        a stage with ``output: records`` produces."""
+        context = StageContext(store, scheme, data_dir)
+        if enhancer is not None:
+            context.enhance = enhancer
+        return cls(context, interval_s=scheme.manager.stages_interval_s)
+
     def run_once(self) -> dict[str, dict[str, int]]:
         """One round of every stage; returns each stage's counts."""
         out: dict[str, dict[str, int]] = {}
