@@ -12,7 +12,7 @@ once on stderr; later starts print nothing. Settings (all optional) come from
 ``ConsoleConfig``; a scheme snippet, once the scheme carries it::
 
     manager:
-      console: {session_ttl_s: 28800, session_idle_s: 3600}
+      console: {session_ttl_s: 28800, session_idle_s: 3600, login_max_failures: 5}
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from netdistill.console.access import Access
 from netdistill.console.audit import AuditLog, AuditMiddleware
 from netdistill.console.auth import auth_router
 from netdistill.console.dashboard import Dashboard, dashboard_router
+from netdistill.console.login_limits import LoginLimiter
 from netdistill.console.pages import mount_pages
 from netdistill.console.procedures import procedures_console_router
 from netdistill.console.sessions import SessionBook
@@ -43,6 +44,12 @@ class ConsoleConfig(BaseModel):
 
     session_ttl_s: float = Field(8 * 3600, gt=0, description="a session ends this long after login")
     session_idle_s: float = Field(3600, gt=0, description="… or after this long without a request")
+    # login rate limits (console/login_limits.py)
+    login_window_s: float = Field(900, gt=0, description="failed logins counted this far back")
+    login_max_failures: int = Field(5, ge=1, description="per user name and client address")
+    login_max_failures_per_address: int = Field(50, ge=1, description="per client address")
+    login_lockout_s: float = Field(60, gt=0, description="first lockout; doubles per failure")
+    login_lockout_max_s: float = Field(900, gt=0, description="the longest lockout")
 
 
 def announce_password(password: str) -> None:
@@ -72,6 +79,14 @@ class Console:
         )
         self.audit = AuditLog(store, clock=clock)
         self.access = Access(token, self.users, self.sessions)
+        self.login_limits = LoginLimiter(
+            window_s=config.login_window_s,
+            max_failures=config.login_max_failures,
+            max_failures_per_address=config.login_max_failures_per_address,
+            lockout_s=config.login_lockout_s,
+            lockout_max_s=config.login_lockout_max_s,
+            clock=clock,
+        )
         self.dashboard = Dashboard(store, clock=clock)
         password = self.users.ensure_first_admin()
         if password is not None:
@@ -80,7 +95,7 @@ class Console:
 
     def mount(self, app: FastAPI) -> None:
         """Add the console's routes, pages and the audit middleware to ``app``."""
-        app.include_router(auth_router(self.access, self.audit))
+        app.include_router(auth_router(self.access, self.audit, self.login_limits))
         app.include_router(dashboard_router(self.dashboard, self.access))
         app.include_router(procedures_console_router(self.access))
         mount_pages(app, self.access)

@@ -11,7 +11,9 @@
     DELETE /api/users/{name}                                         (admin)
     GET    /api/audit?user=&limit=   newest first                     (admin)
 
-A changed password or role, or a removed user, ends that user's sessions.
+A changed password or role, or a removed user, ends that user's sessions. Failed logins
+are limited per user name and client address (``login_limits.py``): past the limit the
+login answers 429 with ``Retry-After`` without checking the password.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from netdistill.console.access import Access, Principal
 from netdistill.console.audit import AuditLog
+from netdistill.console.login_limits import LoginLimiter
 from netdistill.console.roles import Role
 from netdistill.console.sessions import COOKIE
 from netdistill.console.users import UserError
@@ -63,16 +66,26 @@ def _me(principal: Principal) -> dict[str, Any]:
     }
 
 
-def auth_router(access: Access, audit: AuditLog) -> APIRouter:
+def auth_router(access: Access, audit: AuditLog, limits: LoginLimiter) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["console access"])
     guard = Depends(access.authorize)
 
     @router.post("/auth/login")
     def login(body: LoginRequest, request: Request, response: Response) -> dict[str, Any]:
         request.state.audit_user = body.user
+        address = request.client.host if request.client is not None else ""
+        wait = limits.retry_after(body.user, address)
+        if wait:
+            raise HTTPException(
+                status_code=429,
+                detail=f"too many failed logins; try again in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
         role = access.users.authenticate(body.user, body.password)
         if role is None:
+            limits.failed(body.user, address)
             raise HTTPException(status_code=401, detail="wrong user name or password")
+        limits.succeeded(body.user, address)
         session_id, session = access.sessions.create(body.user)
         response.set_cookie(
             COOKIE,
