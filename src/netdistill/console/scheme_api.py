@@ -31,6 +31,8 @@ A refused change (invalid → 400 with the problems; needs a restart or a disabl
 procedure → 409 with the reason) leaves the version and the running system as they were.
 A new version is stored only once the running system took it, then written to the
 scheme file (atomically: a temporary file renamed over it) when the process has one.
+A reload of the scheme file (SIGHUP, ``POST /api/scheme/reload``) is a version too when
+its text differs from the latest (``reloaded``), by the caller or ``sighup``.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from netdistill.scheme.versions import (
     needs_admin,
     restart_needed,
     section_text,
+    sha256_of,
     summarize,
     with_section,
 )
@@ -86,6 +89,18 @@ class SchemeEditor:
     def parse(self, text: str) -> Scheme:
         """The scheme in ``text``; ``SchemeError`` with check-config's problems."""
         return parse_scheme(text, filename=self.filename)
+
+    def reloaded(self, text: str, user: str) -> None:
+        """The scheme file was read again (and handed out): keep ``text`` as the next
+        version unless it is the latest one."""
+        with self._lock:
+            latest = self.versions.latest()
+            if latest is not None and latest["sha256"] == sha256_of(text):
+                return
+            scheme = self.parse(text)
+            comment = f"reloaded from {self.filename}"
+            self.version = self.versions.add(text, user=user, comment=comment)
+            self.scheme, self.text = scheme, text
 
     def preview(self, text: str) -> dict[str, Any]:
         new = self.parse(text)

@@ -8,9 +8,12 @@ gatherer names wire columns by field id) and G's spool and forwarding settings. 
 version is a hash of that content, so it changes exactly when G's part changes and is
 stable across manager restarts. Gatherers poll it and apply a change live.
 
-The scheme is reloaded with SIGHUP or ``POST /api/scheme/reload`` (the manager's own
-admin token), through the same loader as ``check-config``; a scheme with errors is
-refused and the running one kept.
+The scheme is reloaded with SIGHUP or ``POST /api/scheme/reload`` (behind the API guard
+when the process gives one: the manager's token or an operator's session; else the
+token only), through the same loader as ``check-config``; a scheme with errors is
+refused and the running one kept. A reload that succeeds hands the text read and who
+asked (``token``, the session's user, ``sighup``) to ``on_reload``, which keeps it as a
+scheme version when it differs from the latest (``console/scheme_api.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import hmac
 import json
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +31,7 @@ from fastapi import APIRouter, HTTPException, Request
 
 from netdistill.errors import SchemeError
 from netdistill.manager.auth import GathererAuth
-from netdistill.scheme.load import load_scheme
+from netdistill.scheme.load import load_scheme, parse_scheme
 from netdistill.scheme.models import Scheme
 from netdistill.sources.registry import source_class
 from netdistill.stages.filter import Filter, FilterConfig
@@ -46,15 +50,21 @@ class PlanService:
         self._scheme = load_scheme(self.path)
         self.reloads = 0
         self.last_reload_error = ""
+        #: called with (text, user) after each successful reload
+        self.on_reload: Callable[[str, str], None] | None = None
 
     @property
     def scheme(self) -> Scheme:
         return self._scheme
 
-    def reload(self) -> Scheme:
+    def reload(self, *, user: str = "token") -> Scheme:
         """Load the scheme file again; raise ``SchemeError`` (keeping the old one) if bad."""
         try:
-            scheme = load_scheme(self.path)
+            try:
+                text = self.path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise SchemeError([f"{self.path}: cannot read: {exc.strerror}"]) from None
+            scheme = parse_scheme(text, filename=str(self.path))
         except SchemeError as exc:
             self.last_reload_error = "; ".join(exc.problems)
             log.error("scheme reload refused: %s", self.last_reload_error)
@@ -64,6 +74,8 @@ class PlanService:
             self.reloads += 1
             self.last_reload_error = ""
         log.warning("scheme %s reloaded", self.path)
+        if self.on_reload is not None:
+            self.on_reload(text, user)
         return scheme
 
     def replace(self, scheme: Scheme) -> None:
@@ -109,7 +121,15 @@ class PlanService:
         return {"version": digest[:16], **body}
 
 
-def plan_router(plan: PlanService, auth: GathererAuth, *, admin_token: str) -> APIRouter:
+def plan_router(
+    plan: PlanService,
+    auth: GathererAuth,
+    *,
+    admin_token: str,
+    access: Callable[[Request], Any] | None = None,
+) -> APIRouter:
+    """``access``: the API guard (returns the caller, with ``.user``); without it the
+    reload takes the admin token only."""
     router = APIRouter()
 
     @router.get("/api/plan")
@@ -119,11 +139,15 @@ def plan_router(plan: PlanService, auth: GathererAuth, *, admin_token: str) -> A
 
     @router.post("/api/scheme/reload")
     def post_reload(request: Request) -> dict[str, Any]:
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {admin_token}".encode()):
-            raise HTTPException(status_code=401, detail="missing or wrong bearer token")
+        user = "token"
+        if access is not None:
+            user = access(request).user
+        else:
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {admin_token}".encode()):
+                raise HTTPException(status_code=401, detail="missing or wrong bearer token")
         try:
-            scheme = plan.reload()
+            scheme = plan.reload(user=user)
         except SchemeError as exc:
             raise HTTPException(status_code=400, detail=exc.problems) from None
         return {"reloaded": str(plan.path), "sources": len(scheme.sources)}

@@ -5,7 +5,8 @@ Like ``manager/local.py`` for ``netdistill run``, but remote gatherers deliver t
 scheme places on gatherer ``local`` (the default of a source's ``gatherer:``) run in this
 process and commit straight to the store. The scheme's procedures run here, on every
 batch before it is committed, whichever gatherer sent it (gatherers forward raw source
-records). ``reload`` (SIGHUP, ``POST /api/scheme/reload``) re-reads the scheme; gatherers
+records). ``reload`` (SIGHUP, ``POST /api/scheme/reload``) re-reads the scheme and keeps
+it as a scheme version when it changed (user ``sighup`` or the API caller); gatherers
 pick up their new part by polling; procedure and stage changes take effect when the
 manager restarts. A change through the console (``PUT /api/scheme``,
 ``console/scheme_api.py``) is applied live by ``apply_scheme``: the local sources that
@@ -65,7 +66,12 @@ class ManagerProcess:
         )
         self.manager.routers += [
             ingest_router(self.ingest, self.auth),
-            plan_router(self.plan, self.auth, admin_token=self.manager.token),
+            plan_router(
+                self.plan,
+                self.auth,
+                admin_token=self.manager.token,
+                access=self.manager.console.access.authorize,
+            ),
         ]
         self.editor = SchemeEditor(
             self.store,
@@ -73,6 +79,7 @@ class ManagerProcess:
             apply=self.apply_scheme,
             path=self.scheme_path,
         )
+        self.plan.on_reload = self.editor.reloaded
         self.manager.guarded.append(scheme_router(self.editor))
         self.manager.routers.append(scheme_pages_router(self.manager.console.access))
         local = [s for s in scheme.sources if s.gatherer == "local"]
@@ -142,8 +149,9 @@ class ManagerProcess:
         self.manager.monitor.gatherer_auth = self.auth.check
 
     def reload(self) -> None:
+        """SIGHUP."""
         try:
-            self.plan.reload()
+            self.plan.reload(user="sighup")
         except Exception as exc:
             log.error("reload failed, keeping the running scheme: %s", exc)
 
