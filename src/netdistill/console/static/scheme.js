@@ -60,7 +60,9 @@
     async function send(method, url, extra) {
       const body = { section, yaml: $("scheme-editor").value, ...extra };
       try { return await api(method, url, body); } catch (error) {
-        const problems = error.message.split("; ");
+        // a 400 carries check-config's problems (joined by nd.api); any other refusal
+        // (403 role, 409 restart) is one message, which may itself hold "; "
+        const problems = error.status === 400 ? error.message.split("; ") : [error.message];
         report({ ok: false, problems }, `refused (${error.status})`);
         return null;
       }
