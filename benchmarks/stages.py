@@ -17,9 +17,6 @@ import os
 
 os.environ["POLARS_MAX_THREADS"] = "1"  # before anything imports polars
 
-import argparse
-import importlib
-import pkgutil
 import sys
 from pathlib import Path
 
@@ -27,24 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="small inputs, quick check")
-    parser.add_argument("names", nargs="*", help="benchmark modules to run (default: all)")
-    args = parser.parse_args()
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
-    import stage_bench
-    from stage_bench import Figure
+    from suite import run_suite
 
-    names = args.names or sorted(m.name for m in pkgutil.iter_modules(stage_bench.__path__))
-    figures: list[Figure] = []
-    for name in names:
-        module = importlib.import_module(f"stage_bench.{name}")
-        figures.extend(module.run(args.smoke))
-    print(f"{'stage':<30}{'unit':<10}{'n':>12}{'rate/s':>14}{'target/s':>12}  note")
-    for f in figures:
-        target = f"{f.target_per_s:,.0f}" if f.target_per_s else ""
-        print(f"{f.stage:<30}{f.unit:<10}{f.n:>12,}{f.rate:>14,.0f}{target:>12}  {f.note}")
+    run_suite("stage_bench", "stage", (__doc__ or "").splitlines()[0])
 
 
 if __name__ == "__main__":
