@@ -299,8 +299,10 @@ class SnmpLookup:
             return
         with self._lock:
             tabled = {e for e, a in self._agents.items() if a.table is not None}
-        no_table = missing.filter(~pl.col("exporter").is_in(list(tabled))).height
-        self.counters.timeouts += no_table  # not walked (yet, or it failed)
+        no_table = missing.filter(
+            pl.col("exporter").is_not_null() & ~pl.col("exporter").is_in(list(tabled))
+        ).height
+        self.counters.timeouts += no_table  # not walked (yet, or the walk failed)
         self.counters.misses += missing.height - no_table
 
     def _due(self, agent: _Agent, now: float) -> bool:
