@@ -352,3 +352,26 @@ def test_a_bad_replacement_keeps_the_old_file(files):
     assert geo.call("City", keys).column("city").to_pylist() == ["Bonn"]
     assert geo.stats.loads == 2
     geo.close()
+
+
+def test_builder_offers_the_geo_functions(files):
+    """The console's End / Continue lists (enhance/catalogue.py) from the scheme's lookups."""
+    from netdistill.enhance.catalogue import options
+    from netdistill.enhance.config import catalogue_of, field_types
+
+    scheme = parse_scheme(SCHEME.format(city=files[0], asn=files[1], check=1.0))
+    catalogue = catalogue_of(scheme.lookups)
+    fields = field_types(scheme.procedures[0].add_fields)
+    first = options("src_as", "", fields, catalogue)
+    assert "ASN.Origin(ip:ip) → (asn:uint32, as_organization:string, network:string)" in (
+        first["continue"]
+    )
+    end = options("src_as", "ASN.Origin(src_ip)", fields, catalogue)["end"]
+    assert end == [
+        {"expression": "ASN.Origin(src_ip).asn", "display": "ASN...asn", "type": "uint32"}
+    ]
+    end = options("country", "GeoIP.City(dst_ip)", fields, catalogue)["end"]
+    assert [e["display"] for e in end] == [
+        "GeoIP...city", "GeoIP...region_code", "GeoIP...region_name", "GeoIP...postal_code",
+        "GeoIP...country_code", "GeoIP...country_name", "GeoIP...time_zone", "GeoIP...network",
+    ]  # fmt: skip
