@@ -17,6 +17,7 @@ declare -A NEEDED=(
   [ldapadd]=ldap-utils       # loads the test directory into slapd
   [postfix]=postfix          # real MTA writing a maillog for the postfix format
   [chromium]=chromium        # the console's browser tests (Playwright drives it)
+  [snmpd]=snmpd              # SNMP agent for the SNMP interface lookup
 )
 missing=()
 for command in "${!NEEDED[@]}"; do

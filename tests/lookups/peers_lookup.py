@@ -235,3 +235,58 @@ class OddDns:
 
 def ptr_name(ip: str) -> str:
     return ipaddress.ip_address(ip).reverse_pointer
+
+
+class Snmpd(PeerProcess):
+    """net-snmp's agent on udp 127.0.0.1:PORT, read-only for ``community`` from loopback.
+    It serves the machine's real interfaces (IF-MIB); ``overrides`` (OID → (type, value),
+    snmpd.conf's ``override``) pin chosen values, e.g. an ifAlias or ifHighSpeed."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        community: str,
+        overrides: dict[str, tuple[str, str | int]] | None = None,
+        port: int | None = None,
+    ) -> None:
+        import os
+
+        peers.require("snmpd")
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_udp_port()
+        conf = workdir / f"snmpd-{self.port}.conf"
+        lines = [f"agentAddress udp:{LOOPBACK}:{self.port}", f"rocommunity {community} {LOOPBACK}"]
+        for oid, (type_, value) in (overrides or {}).items():
+            shown = f'"{value}"' if type_ == "octet_str" else str(value)
+            lines.append(f"override {oid} {type_} {shown}")
+        conf.write_text("\n".join(lines) + "\n")
+        persist = workdir / f"snmpd-{self.port}-state"
+        persist.mkdir(exist_ok=True)
+        cmd = [
+            "snmpd",
+            "-f",  # foreground
+            "-C",  # this config file only
+            "-c", str(conf),
+            "-Lo",  # log to stdout (our log file)
+            "-p", str(workdir / f"snmpd-{self.port}.pid"),
+        ]  # fmt: skip
+        # no MIB files are needed to serve numeric OIDs: skip loading them (and their noise)
+        env = {**os.environ, "SNMP_PERSISTENT_DIR": str(persist), "MIBS": "", "MIBDIRS": ""}
+        self.log = open(workdir / f"snmpd-{self.port}.log", "wb")  # noqa: SIM115 - stop()
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+
+    @property
+    def address(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+
+def machine_interfaces() -> dict[int, str]:
+    """ifIndex → name of this machine's network interfaces, read from /sys/class/net (as
+    the kernel numbers them; net-snmp's ifTable uses the same indexes and names)."""
+    out = {}
+    for entry in Path("/sys/class/net").iterdir():
+        index = entry / "ifindex"
+        if index.exists():
+            out[int(index.read_text())] = entry.name
+    return dict(sorted(out.items()))

@@ -26,6 +26,9 @@ LOOKUP_TYPES: dict[str, tuple[str, str]] = {
         "netdistill.lookups.radius_sessions:RadiusSessions",
     ),
     "ldap": ("netdistill.lookups.ldap:LdapConfig", "netdistill.lookups.ldap:LdapLookup"),
+    "geoip": ("netdistill.lookups.geoip:GeoIPConfig", "netdistill.lookups.geoip:GeoIP"),
+    "asn": ("netdistill.lookups.asn:AsnConfig", "netdistill.lookups.asn:Asn"),
+    "snmp": ("netdistill.lookups.snmp:SnmpConfig", "netdistill.lookups.snmp:SnmpLookup"),
 }
 
 
