@@ -298,3 +298,72 @@ def test_redacted_texts_keep_their_lines_and_references(run: Running) -> None:
     # the real text stays the operator's, in the versions table and in the file
     stored = run.system.store.query("SELECT yaml FROM scheme_versions").to_pylist()
     assert stored == [{"yaml": real}]
+
+
+def _no_plant(text: str) -> bool:
+    return "PLANT-" not in text
+
+
+def test_saving_stars_back_keeps_every_secret_and_the_audit_log_holds_none(run: Running) -> None:
+    operator = run.session("otto", "operator")
+    real = run.path.read_text()
+    section = operator.get("/api/scheme/section/sources").json()
+    assert _no_plant(section["yaml"]) and section["yaml"].count('"***"') == 1
+    new_client = "PLANT-new-client-9d41"
+    edited = section["yaml"].replace(
+        "      192.0.2.0/24:", f'      203.0.113.1: {{secret: "{new_client}"}}\n      192.0.2.0/24:'
+    )
+    answer = operator.put("/api/scheme", json={"section": "sources", "yaml": edited})
+    assert answer.status_code == 200, answer.text
+    assert _no_plant(answer.text)  # its diff and whole text are masked too
+    assert answer.json()["summary"] == {
+        "sources": {"added": [], "removed": [], "changed": ["bras"]}
+    }
+    expected = real.replace(
+        "      192.0.2.0/24:", f'      203.0.113.1: {{secret: "{new_client}"}}\n      192.0.2.0/24:'
+    )
+    # the stars took the old value, as written (quotes and comment kept)
+    assert run.path.read_text() == expected
+    latest = run.system.store.query(
+        "SELECT yaml FROM scheme_versions ORDER BY version DESC LIMIT 1"
+    ).to_pylist()
+    assert latest == [{"yaml": expected}]
+    clients = run.system.scheme.sources[1].clients
+    assert clients["127.0.0.1"].secret.reveal() == INLINE["radius client"]
+    assert clients["203.0.113.1"].secret.reveal() == new_client
+    assert clients["192.0.2.0/24"].secret.reveal() == REFERENCED["radius file"]
+
+    # the whole scheme as a viewer sees it, edited and saved by an operator
+    shown = operator.get("/api/scheme").json()["yaml"]
+    assert _no_plant(shown)
+    answer = operator.put(
+        "/api/scheme",
+        json={"yaml": shown.replace("period: month\n    actions", "period: day\n    actions")},
+    )
+    assert answer.status_code == 200, answer.text
+    assert run.path.read_text() == expected.replace(
+        "period: month\n    actions", "period: day\n    actions"
+    )
+
+    # "***" where the running scheme has no secret is refused, at its place
+    stray = section["yaml"].replace(
+        "      192.0.2.0/24:", '      203.0.113.2: {secret: "***"}\n      192.0.2.0/24:'
+    )
+    refused = operator.put("/api/scheme", json={"section": "sources", "yaml": stray})
+    assert refused.status_code == 400
+    line = expected.splitlines().index('      203.0.113.1: {secret: "PLANT-new-client-9d41"}') + 1
+    assert refused.json()["detail"] == [
+        f"{run.path}:{line}:29: sources.bras.clients.203.0.113.2.secret: '***' stands for the "
+        "secret at this place in the running scheme, and there is none: write the secret "
+        "itself, {file: …} or {env: …}"
+    ]
+    assert _no_plant(refused.text)
+    checked = operator.post("/api/scheme/validate", json={"section": "sources", "yaml": stray})
+    assert checked.json()["ok"] is False and _no_plant(checked.text)
+
+    # nothing secret went into the audit log, which logged the saves
+    rows = run.system.store.query("SELECT user_name, action, detail FROM audit_log").to_pylist()
+    saves = [r for r in rows if r["action"] == "PUT /api/scheme" and r["user_name"] == "otto"]
+    assert len(saves) == 2
+    assert '\\"***\\"' in saves[0]["detail"]  # the section text, masked in place
+    assert [r for r in rows if not _no_plant(r["detail"])] == []
