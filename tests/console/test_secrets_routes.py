@@ -35,6 +35,7 @@ INLINE = {
     "export header": "PLANT-export-header-0e6d",
     "demo nas": "PLANT-demo-nas-2b7c",
     "gatherer token": "PLANT-gatherer-token-6a1f",
+    "snmp community": "PLANT-snmp-community-3f9d",
     "ldap bind v2": "PLANT-ldap-bind-v2-83aa",
 }
 #: values read from a file or the environment: nobody ever receives them
@@ -66,6 +67,10 @@ lookups:
     base_dn: dc=example,dc=org
     functions:
       - {name: Person, inputs: {uid: string}, filter: "(uid={uid})", outputs: {cn: string}}
+  - name: SNMP
+    type: snmp
+    community: PLANT-snmp-community-3f9d
+    agents: {192.0.2.1: {community: {file: bras.secret}}}
 stages:
   - name: over-quota
     type: alert
@@ -261,7 +266,7 @@ def test_no_route_or_page_gives_a_secret_below_admin(run: Running) -> None:
         assert _leaks(answers, REFERENCED) == []
         status, body = answers["/api/scheme"]
         assert status == 200
-        for what in ("radius client", "coa secret", "export header", "demo nas"):
+        for what in ("radius client", "coa secret", "export header", "demo nas", "snmp community"):
             assert INLINE[what] in body, what
         assert INLINE["ldap bind v2"] in body and INLINE["ldap bind"] not in body
         # the references, as written, in the text and in the parsed scheme

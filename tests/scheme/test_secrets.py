@@ -53,7 +53,7 @@ def _check_config(path: Path, env: dict[str, str] | None = None) -> subprocess.C
 def test_every_secret_setting_is_a_secret() -> None:
     """The keys redaction looks for are read from the models: every kind listed here."""
     keys, maps = secret_keys()
-    assert keys == {"secret", "password", "radius_secret", "key_password", "token"}
+    assert keys == {"secret", "password", "radius_secret", "key_password", "token", "community"}
     assert maps == {"headers"}
 
 
