@@ -89,10 +89,12 @@ def check_request_authenticator(raw: bytes, secret: bytes) -> bool:
 
 
 class WebhookReceiver:
-    """An HTTP server on 127.0.0.1 recording each POST's JSON body; answers ``status``."""
+    """An HTTP server on 127.0.0.1 recording each POST's JSON body and headers; answers
+    ``status``."""
 
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
         self.status = 200
         receiver = self
 
@@ -100,6 +102,7 @@ class WebhookReceiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 receiver.bodies.append(json.loads(self.rfile.read(length)))
+                receiver.headers.append({k.lower(): v for k, v in self.headers.items()})
                 self.send_response(receiver.status)
                 self.send_header("content-length", "0")
                 self.end_headers()

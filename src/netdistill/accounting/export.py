@@ -31,7 +31,7 @@ Scheme (inside a rollup stage)::
       directory: exports          # relative: inside the data directory; null: no files
       formats: [csv, jsonl]
       url: https://billing.example/api/usage   # optional
-      headers: {authorization: "Bearer …"}
+      headers: {authorization: {file: billing.auth}}   # secrets: inline, {file:}, {env:}
       timeout_s: 10
 """
 
@@ -56,6 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from netdistill.errors import NetdistillError
 from netdistill.files import write_atomic
+from netdistill.scheme.secrets import Secret, SecretError, reveal_all
 from netdistill.store.duckdb import DuckDBStore
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,9 @@ class ExportConfig(BaseModel):
         default_factory=lambda: list(FORMATS), description="file formats written"
     )
     url: str | None = Field(None, description="POST each period as JSON to this URL")
-    headers: dict[str, str] = Field(default_factory=dict, description="extra HTTP headers")
+    headers: dict[str, Secret] = Field(
+        default_factory=dict, description="extra HTTP headers; every value is a secret"
+    )
     timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one POST")
     retry_initial_s: float = Field(5.0, gt=0, description="first wait after a failure")
     retry_max_s: float = Field(600.0, gt=0, description="longest wait between retries")
@@ -260,7 +263,7 @@ class Exporter:
             "content-type": "application/json",
             "idempotency-key": f"{export.rollup}/{export.period}",
             "x-netdistill-sha256": sha256,
-            **self.config.headers,
+            **reveal_all(self.config.headers),
         }
         response = httpx.post(
             self.config.url, content=body, headers=headers, timeout=self.config.timeout_s
@@ -313,7 +316,7 @@ class Exporter:
                 self._write_files(export)
             else:
                 self._post(export, body, sha256)
-        except (OSError, httpx.HTTPError, ExportError) as exc:
+        except (OSError, httpx.HTTPError, ExportError, SecretError) as exc:
             outcome, detail = "failed", f"{type(exc).__name__}: {exc}"
         self._record(export, target, kind, sha256, outcome, detail)
         if outcome == "ok":

@@ -9,8 +9,11 @@ an operator's change and is left out (``/api/ingest``, ``/api/heartbeat``,
 
 Table ``audit_log`` (id, logged_at, user_name, action, detail): ``action`` is the
 method and path (``POST /api/procedures/web/disable``), ``detail`` a JSON object with the
-status, the query string and the request's JSON body, passwords and tokens replaced by
-``"***"``. ``user_name`` is the console user, or ``token`` for the manager's bearer token.
+status, the query string and the request's JSON body with every secret replaced by
+``"***"`` (``scheme/redact.py``: passwords, tokens, the scheme's secret keys and the
+inline secrets of a scheme text sent as ``yaml``), so the log never holds a secret, even
+for its admin readers. ``user_name`` is the console user, or ``token`` for the manager's
+bearer token.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from netdistill.console.roles import SAFE_METHODS
 from netdistill.manager.tables import execute
+from netdistill.scheme.redact import redact_value
 from netdistill.store import Store
 
 _DDL = """
@@ -39,7 +43,6 @@ NOT_AUDITED = frozenset(
     {"/api/ingest", "/api/heartbeat", "/api/commit", "/api/quarantine", "/api/query"}
 )
 LOGIN_PATH = "/api/auth/login"
-_SECRET_WORDS = ("password", "token", "secret")
 
 
 class AuditLog:
@@ -77,15 +80,8 @@ class AuditLog:
 
 
 def redact(value: Any) -> Any:
-    """``value`` with every key that names a secret replaced by ``***`` (recursively)."""
-    if isinstance(value, dict):
-        return {
-            k: "***" if any(w in str(k).lower() for w in _SECRET_WORDS) else redact(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
+    """``value`` with every secret replaced by ``***`` (recursively)."""
+    return redact_value(value)
 
 
 def _body_detail(body: bytes) -> Any:

@@ -27,6 +27,16 @@ section's text replaces that section of the current scheme (``with_section``), t
 is kept as written; answers then carry the whole text (``yaml``) and the line where the
 section starts in it (``section_line``), so a problem's line maps to the editor's.
 
+Secrets (``scheme/secrets.py``, ``scheme/redact.py``): below admin, every text, diff and
+parsed scheme these routes answer shows inline secrets as ``"***"`` (in the YAML text
+itself, not only in the JSON); ``{file: …}``/``{env: …}`` references show as written, to
+everyone, never the value read. Admins (and the manager's token) get the texts as
+written. A text sent back with ``"***"`` keeps the secret at that place in the current
+scheme (``restore_text``) before it is validated, previewed or applied, so a round trip
+through the editor never overwrites a secret with stars; the version stored and the
+scheme file get the real text. The stored versions are the operators' texts; only what
+leaves the API is redacted.
+
 A refused change (invalid → 400 with the problems; needs a restart or a disabled
 procedure → 409 with the reason) leaves the version and the running system as they were.
 A new version is stored only once the running system took it, then written to the
@@ -50,6 +60,7 @@ from netdistill.errors import NetdistillError, SchemeError
 from netdistill.files import write_atomic
 from netdistill.scheme.load import parse_scheme
 from netdistill.scheme.models import Scheme
+from netdistill.scheme.redact import mask_text, restore_text
 from netdistill.scheme.versions import (
     SchemeVersions,
     diff_text,
@@ -90,6 +101,10 @@ class SchemeEditor:
         """The scheme in ``text``; ``SchemeError`` with check-config's problems."""
         return parse_scheme(text, filename=self.filename)
 
+    def restored(self, text: str) -> str:
+        """``text`` with each ``"***"`` secret taken from the current text."""
+        return restore_text(text, self.text, filename=self.filename)
+
     def reloaded(self, text: str, user: str) -> None:
         """The scheme file was read again (and handed out): keep ``text`` as the next
         version unless it is the latest one."""
@@ -102,21 +117,33 @@ class SchemeEditor:
             self.version = self.versions.add(text, user=user, comment=comment)
             self.scheme, self.text = scheme, text
 
-    def preview(self, text: str) -> dict[str, Any]:
+    def preview(self, text: str, view: Callable[[str], str] = str) -> dict[str, Any]:
+        """What applying ``text`` (restored) would change; the diff is of ``view`` of
+        both texts (``mask_text`` below admin)."""
+        text = self.restored(text)
         new = self.parse(text)
         summary = summarize(self.scheme, new)
         return {
             "version": self.version,
-            "diff": diff_text(self.text, text, old_name=f"version {self.version}"),
+            "diff": diff_text(view(self.text), view(text), old_name=f"version {self.version}"),
             "summary": summary,
             "restart_needed": restart_needed(summary),
             "needs_admin": needs_admin(summary),
         }
 
-    def change(self, text: str, *, user: str, role: Role, comment: str = "") -> dict[str, Any]:
-        """Apply ``text`` live and store it as the next version."""
+    def change(
+        self,
+        text: str,
+        *,
+        user: str,
+        role: Role,
+        comment: str = "",
+        view: Callable[[str], str] = str,
+    ) -> dict[str, Any]:
+        """Apply ``text`` (restored) live and store it as the next version."""
         with self._lock:
-            preview = self.preview(text)
+            text = self.restored(text)
+            preview = self.preview(text, view)
             if preview["needs_admin"] and role < Role.admin:
                 raise PermissionError(
                     f"{user} is {role.name}; changing the manager section "
@@ -134,9 +161,23 @@ class SchemeEditor:
             return {**preview, "version": self.version, "previous": preview["version"]}
 
 
+def _view(request: Request) -> Callable[[str], str]:
+    """How texts are shown to the caller: as written to admins (and the token when no
+    console guards the API), with inline secrets masked to everyone else."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None or principal.role >= Role.admin:
+        return str
+    return mask_text
+
+
+def _secrets_mode(request: Request) -> str:
+    return "reference" if _view(request) is str else "masked"
+
+
 async def _text_of(request: Request, editor: SchemeEditor) -> tuple[str, str, dict[str, Any]]:
     """(whole yaml, comment, extra answer fields) from a JSON body
-    ``{yaml, comment, section?}`` or a plain YAML body."""
+    ``{yaml, comment, section?}`` or a plain YAML body. The whole text in the answer
+    (``yaml``) is restored and shown as the caller may see it."""
     if "json" not in request.headers.get("content-type", ""):
         return (await request.body()).decode("utf-8", errors="replace"), "", {}
     body = await request.json()
@@ -149,7 +190,11 @@ async def _text_of(request: Request, editor: SchemeEditor) -> tuple[str, str, di
         whole, line = with_section(editor.text, str(section), text)
     except ValueError as exc:
         raise HTTPException(400, detail=[str(exc)]) from None
-    return whole, comment, {"yaml": whole, "section": section, "section_line": line}
+    try:
+        shown = _view(request)(editor.restored(whole))
+    except SchemeError:
+        shown = _view(request)(whole)  # the "***" problem is answered by the route
+    return whole, comment, {"yaml": shown, "section": section, "section_line": line}
 
 
 def scheme_router(editor: SchemeEditor) -> APIRouter:
@@ -157,11 +202,14 @@ def scheme_router(editor: SchemeEditor) -> APIRouter:
     router = APIRouter(prefix="/api/scheme")
 
     @router.get("")
-    def get_scheme() -> dict[str, Any]:
+    def get_scheme(request: Request) -> dict[str, Any]:
+        view = _view(request)
         return {
             "version": editor.version,
-            "yaml": editor.text,
-            "scheme": editor.scheme.model_dump(mode="json"),
+            "yaml": view(editor.text),
+            "scheme": editor.scheme.model_dump(
+                mode="json", context={"secrets": _secrets_mode(request)}
+            ),
             "path": str(editor.path) if editor.path is not None else None,
         }
 
@@ -170,35 +218,42 @@ def scheme_router(editor: SchemeEditor) -> APIRouter:
         return editor.versions.list()
 
     @router.get("/versions/{version}")
-    def get_version(version: int) -> dict[str, Any]:
+    def get_version(request: Request, version: int) -> dict[str, Any]:
         found = editor.versions.get(version)
         if found is None:
             raise HTTPException(404, detail=f"no scheme version {version}")
-        return found
+        return {**found, "yaml": _view(request)(found["yaml"])}
 
     @router.get("/versions/{first}/diff/{second}")
-    def get_versions_diff(first: int, second: int) -> dict[str, Any]:
+    def get_versions_diff(request: Request, first: int, second: int) -> dict[str, Any]:
         texts = []
         for version in (first, second):
             found = editor.versions.get(version)
             if found is None:
                 raise HTTPException(404, detail=f"no scheme version {version}")
             texts.append(found["yaml"])
+        view = _view(request)
         return {
-            "diff": diff_text(*texts, old_name=f"version {first}", new_name=f"version {second}"),
+            "diff": diff_text(
+                view(texts[0]),
+                view(texts[1]),
+                old_name=f"version {first}",
+                new_name=f"version {second}",
+            ),
             "summary": summarize(editor.parse(texts[0]), editor.parse(texts[1])),
         }
 
     @router.get("/section/{name}")
-    def get_section(name: str) -> dict[str, Any]:
-        text, line = section_text(editor.text, name)
+    def get_section(request: Request, name: str) -> dict[str, Any]:
+        # the section's lines of the (masked) whole text: line numbers are the same
+        text, line = section_text(_view(request)(editor.text), name)
         return {"version": editor.version, "section": name, "yaml": text, "line": line}
 
     @router.post("/validate")
     async def validate(request: Request) -> dict[str, Any]:
         text, _, extra = await _text_of(request, editor)
         try:
-            editor.parse(text)
+            editor.parse(editor.restored(text))
         except SchemeError as exc:
             return {"ok": False, "problems": exc.problems, **extra}
         return {"ok": True, "problems": [], **extra}
@@ -207,7 +262,7 @@ def scheme_router(editor: SchemeEditor) -> APIRouter:
     async def diff(request: Request) -> dict[str, Any]:
         text, _, extra = await _text_of(request, editor)
         try:
-            return {"ok": True, "problems": [], **editor.preview(text), **extra}
+            return {"ok": True, "problems": [], **editor.preview(text, _view(request)), **extra}
         except SchemeError as exc:
             return {"ok": False, "problems": exc.problems, **extra}
 
@@ -216,7 +271,13 @@ def scheme_router(editor: SchemeEditor) -> APIRouter:
     ) -> dict[str, Any]:
         principal = request.state.principal
         try:
-            done = editor.change(text, user=principal.user, role=principal.role, comment=comment)
+            done = editor.change(
+                text,
+                user=principal.user,
+                role=principal.role,
+                comment=comment,
+                view=_view(request),
+            )
             return {**done, **(extra or {})}
         except SchemeError as exc:
             raise HTTPException(400, detail=exc.problems) from None

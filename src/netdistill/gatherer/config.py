@@ -7,13 +7,16 @@ settings) at ``GET /api/plan``. Sample::
     manager:
       api_host: 0.0.0.0
       api_port: 8443
-      tls: {cert: /etc/netdistill/manager.pem, key: /etc/netdistill/manager.key}
+      tls: {cert: /etc/netdistill/manager.pem, key: /etc/netdistill/manager.key,
+            key_password: {env: MANAGER_KEY_PASSWORD}}   # only for an encrypted key
     gatherers:
       - name: pop-paris
         token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
         spool: {max_bytes: 2000000000, policy: block}
       - name: pop-lyon
         token_file: lyon.token        # holds the token itself; relative to the scheme
+      - name: pop-nice
+        token: {env: POP_NICE_TOKEN}  # a secret (scheme/secrets.py): inline, {file:}, {env:}
       - name: pop-old
         token_sha256: 2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae
         revoked: true
@@ -28,6 +31,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+
+from netdistill.scheme.secrets import Secret
 
 
 class _Model(BaseModel):
@@ -66,6 +71,7 @@ class GathererConfig(_Model):
     token_file: str | None = Field(
         None, description="file holding the token; relative to the scheme"
     )
+    token: Secret | None = Field(None, description="the token itself, as a secret")
     revoked: bool = False
     spool: SpoolConfig = SpoolConfig()
     forward: ForwardConfig = ForwardConfig()
@@ -75,16 +81,20 @@ class GathererConfig(_Model):
 
     @model_validator(mode="after")
     def _one_credential(self) -> GathererConfig:
-        if (self.token_sha256 is None) == (self.token_file is None):
-            raise ValueError("give exactly one of token_sha256 and token_file")
+        given = [x for x in (self.token_sha256, self.token_file, self.token) if x is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of token_sha256, token_file and token")
         return self
 
     def expected_sha256(self, base_dir: Path) -> str:
         """The hex SHA-256 of this gatherer's token (reading ``token_file`` if given)."""
         if self.token_sha256 is not None:
             return self.token_sha256
-        assert self.token_file is not None
-        token = (base_dir / self.token_file).read_text().strip()
+        if self.token is not None:
+            token = self.token.reveal().strip()
+        else:
+            assert self.token_file is not None
+            token = (base_dir / self.token_file).read_text().strip()
         return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -92,4 +102,5 @@ class TlsConfig(_Model):
     """Serve the API over HTTPS; gatherers verify the certificate with ``--ca``."""
 
     cert: str
-    key: str
+    key: str = Field(description="the private key file (PEM)")
+    key_password: Secret | None = Field(None, description="the key's password, if encrypted")

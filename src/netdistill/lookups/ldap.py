@@ -23,7 +23,7 @@ Scheme::
         type: ldap
         url: ldap://127.0.0.1:389
         bind_dn: cn=netdistill,dc=example,dc=org
-        password: secret
+        password: {file: ldap-bind.secret}   # or inline, or {env: LDAP_PASSWORD}
         base_dn: ou=people,dc=example,dc=org
         functions:
           - name: Person
@@ -49,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from netdistill.lookups.base import Function, LookupConfigBase, LookupCounters, Param
 from netdistill.records.fields import FIELD_TYPES
+from netdistill.scheme.secrets import Secret
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -86,7 +87,7 @@ class LdapConfig(LookupConfigBase):
     type: Literal["ldap"] = "ldap"
     url: str = Field(pattern=r"^ldaps?://", description="ldap://host:port or ldaps://")
     bind_dn: str | None = None
-    password: str | None = None
+    password: Secret | None = Field(None, description="bind password; read at each bind")
     base_dn: str
     functions_: list[LdapFunctionConfig] = Field(alias="functions", min_length=1)
     concurrency: int = Field(4, ge=1, le=64, description="connections in the pool")
@@ -144,7 +145,7 @@ class LdapLookup:
             return ldap3.Connection(
                 server,
                 user=cfg.bind_dn,
-                password=cfg.password,
+                password=cfg.password.reveal() if cfg.password is not None else None,
                 client_strategy=ldap3.SAFE_SYNC,
                 auto_bind=True,
                 receive_timeout=max(1, math.ceil(cfg.timeout_s)),

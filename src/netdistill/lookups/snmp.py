@@ -31,7 +31,7 @@ Sample scheme entry::
     lookups:
       - name: SNMP
         type: snmp
-        community: public           # (secrets from files/env: see the scheme docs)
+        community: {env: SNMP_COMMUNITY}   # a secret: inline, {file: …} or {env: …}
         refresh_s: 900
         agents:
           192.0.2.1: {community: other}
@@ -63,6 +63,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from netdistill.lookups.base import Function, LookupConfigBase, LookupCounters, Param
+from netdistill.scheme.secrets import Secret, SecretError
 
 IF_DESCR = (1, 3, 6, 1, 2, 1, 2, 2, 1, 2)
 IF_SPEED = (1, 3, 6, 1, 2, 1, 2, 2, 1, 5)
@@ -100,14 +101,14 @@ class SnmpAgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     address: str | None = Field(None, description="host, host:port or [v6]:port")
-    community: str | None = None
+    community: Secret | None = None
 
 
 class SnmpConfig(LookupConfigBase):
     type: Literal["snmp"]
     function: str = Field("Interface", pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
     version: Literal["2c"] = "2c"
-    community: str = Field("public", description="SNMPv2c community")
+    community: Secret = Field(Secret("public"), description="SNMPv2c community (a secret)")
     port: int = Field(161, ge=1, le=65535)
     agents: dict[str, SnmpAgentConfig] = Field(
         default_factory=dict, description="exporter → its agent's address/community"
@@ -381,7 +382,7 @@ class SnmpLookup:
         address = agent.address if agent and agent.address else exporter
         host, port = split_address(address, self.config.port)
         community = agent.community if agent and agent.community else self.config.community
-        return host, port, community
+        return host, port, community.reveal()  # read at each walk: a rotated file is taken
 
     async def _walk_columns(self, exporter: str) -> dict[str, dict[int, Any]]:
         """The five IF-MIB columns of one agent: ifIndex → value, one GETBULK per round
@@ -400,6 +401,8 @@ class SnmpLookup:
         config = self.config
         try:
             host, port, community = self._where(exporter)
+        except SecretError as exc:
+            raise SnmpWalkError("community unreadable", str(exc)) from None
         except ValueError as exc:
             raise SnmpWalkError("bad address", str(exc)) from None
         target_class = Udp6TransportTarget if ":" in host else UdpTransportTarget

@@ -18,6 +18,7 @@ from pathlib import Path
 from fastapi import HTTPException, Request
 
 from netdistill.scheme.models import Scheme
+from netdistill.scheme.secrets import SecretError
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,8 @@ class GathererAuth:
         for gatherer in self._scheme().gatherers:
             try:
                 out[gatherer.name] = (gatherer.expected_sha256(self._base_dir), gatherer.revoked)
-            except OSError as exc:
-                log.error("gatherer %s: cannot read its token file: %s", gatherer.name, exc)
+            except (OSError, SecretError) as exc:
+                log.error("gatherer %s: cannot read its token: %s", gatherer.name, exc)
         return out
 
     def check(self, request: Request, gatherer: str) -> None:

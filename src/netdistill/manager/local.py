@@ -111,7 +111,9 @@ class LocalSystem:
         demo = demo_scheme_path().read_text(encoding="utf-8")
         if parse_scheme(demo) == self.scheme:
             return demo
-        data = self.scheme.model_dump(mode="json", exclude_unset=True)
+        data = self.scheme.model_dump(
+            mode="json", exclude_unset=True, context={"secrets": "reference"}
+        )
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
     def _procedures_changed(self, procedures: list[Any]) -> None:
@@ -183,7 +185,8 @@ class LocalSystem:
         hosts = demo_hosts([spec.seed for spec in demo.exporters] or [1])
         devices: list[Any] = []
         if demo.nas and "radius" in first:
-            devices.append(DemoNas(_loopback(first["radius"].bound[0]), demo.radius_secret, hosts))
+            nas = _loopback(first["radius"].bound[0])
+            devices.append(DemoNas(nas, demo.radius_secret.reveal(), hosts))
         udp = (
             [(h, p) for kind, h, p in first["syslog"].bound if kind == "udp"]
             if "syslog" in first

@@ -179,6 +179,9 @@ class Manager:
             lifespan="off",
             ssl_certfile=tls.cert if tls else None,
             ssl_keyfile=tls.key if tls else None,
+            ssl_keyfile_password=(
+                tls.key_password.reveal() if tls and tls.key_password is not None else None
+            ),
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

@@ -2,7 +2,8 @@
 
 ``GET /api/plan?gatherer=G`` answers ``{"version", "gatherer", "sources", "filters",
 "fields", "spool", "forward", ...}``: the configs of the sources whose ``gatherer:`` is G
-(as JSON, validated again by the gatherer with the same models), the filters on those
+(as JSON, validated again by the gatherer with the same models; their secrets are read
+here, on the manager, and handed over as values: ``scheme/secrets.py``), the filters on those
 sources with the field types they were checked against, the field registry (the
 gatherer names wire columns by field id) and G's spool and forwarding settings. The
 version is a hash of that content, so it changes exactly when G's part changes and is
@@ -33,6 +34,7 @@ from netdistill.errors import SchemeError
 from netdistill.manager.auth import GathererAuth
 from netdistill.scheme.load import load_scheme, parse_scheme
 from netdistill.scheme.models import Scheme
+from netdistill.scheme.secrets import SecretError
 from netdistill.sources.registry import source_class
 from netdistill.stages.filter import Filter, FilterConfig
 from netdistill.store import Store, ensure_fields
@@ -94,7 +96,8 @@ class PlanService:
         config = next((g for g in scheme.gatherers if g.name == gatherer), None)
         body: dict[str, Any] = {
             "gatherer": gatherer,
-            "sources": [s.model_dump(mode="json") for s in sources],
+            # secrets read here: the gatherer gets values, over its own credential
+            "sources": [s.model_dump(mode="json", context={"secrets": "reveal"}) for s in sources],
             # filters on these sources run on the gatherer (stages/filter.py)
             "filters": [
                 Filter.from_config(stage, scheme).as_plan()
@@ -135,7 +138,10 @@ def plan_router(
     @router.get("/api/plan")
     def get_plan(request: Request, gatherer: str) -> dict[str, Any]:
         auth.check(request, gatherer)
-        return plan.plan_for(gatherer)
+        try:
+            return plan.plan_for(gatherer)
+        except SecretError as exc:  # a secret file went away since the scheme was loaded
+            raise HTTPException(status_code=503, detail=f"the plan needs a secret: {exc}") from None
 
     @router.post("/api/scheme/reload")
     def post_reload(request: Request) -> dict[str, Any]:

@@ -2,11 +2,17 @@
 
 PyYAML's composer gives each node its position; we keep a map from the path of keys and
 indexes to that position, so that a pydantic error at ``sources.0.listen.1`` is reported
-where the operator wrote it, with the value found and what was expected.
+where the operator wrote it, with the value found and what was expected — except for a
+secret (``scheme/secrets.py``), whose problems never print the value: a missing
+``{env: …}`` or unreadable ``{file: …}`` is reported at that key, e.g.
+``scheme.yaml:12:30: sources.0.clients.192.0.2.10.secret.env: environment variable
+BRAS_SECRET is not set``. Relative secret files are relative to the scheme file's
+directory (the working directory for a text with no file).
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +22,11 @@ from pydantic import ValidationError
 
 from netdistill.errors import SchemeError
 from netdistill.scheme.models import Scheme
+from netdistill.scheme.secrets import secrets_relative_to
+
+#: error types whose input must not be printed (it may be a secret)
+_QUIET_TYPES = ("secret",)
+_SECRET_WORDS = ("password", "secret", "token", "key", "header", "auth")
 
 Position = tuple[int, int]
 
@@ -77,6 +88,26 @@ def _describe(error: Mapping[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
+def _quiet(error: Mapping[str, Any], loc: tuple[Any, ...]) -> bool:
+    """Whether the value found must not be printed: a secret's, or an unknown key's
+    whose name looks like one (``pasword: hunter2``)."""
+    if error.get("type") in _QUIET_TYPES:
+        return True
+    names = [str(part).lower() for part in loc if isinstance(part, str)]
+    if any(word in name for name in names for word in _SECRET_WORDS):
+        return True
+    if error.get("type") == "extra_forbidden" and names:
+        from netdistill.scheme.redact import secret_keys
+
+        keys, maps = secret_keys()
+        return bool(difflib.get_close_matches(names[-1], [*keys, *maps, *_SECRET_WORDS], 1, 0.7))
+    return False
+
+
+def _base_dir(filename: str) -> Path | None:
+    return None if filename.startswith("<") else Path(filename).absolute().parent
+
+
 def parse_scheme(text: str, *, filename: str = "<scheme>") -> Scheme:
     """Parse and validate a scheme; raise ``SchemeError`` listing every problem."""
     try:
@@ -96,7 +127,8 @@ def parse_scheme(text: str, *, filename: str = "<scheme>") -> Scheme:
     if root is not None:
         _positions(root, (), positions)
     try:
-        return Scheme.model_validate(data)
+        with secrets_relative_to(_base_dir(filename)):
+            return Scheme.model_validate(data)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
@@ -104,6 +136,8 @@ def parse_scheme(text: str, *, filename: str = "<scheme>") -> Scheme:
             if error.get("type") == "union_tag_invalid":
                 loc = (*loc, "type")
                 error = {**error, "input": error.get("ctx", {}).get("tag")}
+            if error.get("type") == "secret" and error.get("ctx", {}).get("key"):
+                loc = (*loc, error["ctx"]["key"])  # at the file: or env: key's value
             if error.get("type") == "extra_forbidden":
                 line, column = _locate(positions, (*loc, "<key>"))
             else:
@@ -111,7 +145,7 @@ def parse_scheme(text: str, *, filename: str = "<scheme>") -> Scheme:
             dotted = ".".join(str(p) for p in loc) or "(top)"
             value = error.get("input")
             shown = "" if error.get("type") == "missing" else f" (found {value!r})"
-            if isinstance(value, dict | list):
+            if isinstance(value, dict | list) or _quiet(error, loc):
                 shown = ""
             problems.append(f"{filename}:{line}:{column}: {dotted}: {_describe(error)}{shown}")
         raise SchemeError(problems) from None

@@ -14,6 +14,7 @@ from netdistill.enhance.config import LookupsSection, ProceduresSection
 from netdistill.gatherer.config import GathererConfig, TlsConfig
 from netdistill.manager.monitor import MonitorConfig
 from netdistill.manager.windows import WindowsConfig
+from netdistill.scheme.secrets import Secret
 from netdistill.sources.config import SourceConfigBase
 from netdistill.sources.registry import config_classes
 from netdistill.stages.config import StagesSection, check_references
@@ -69,7 +70,7 @@ class DemoConfig(Model):
         ]
     )
     nas: bool = Field(True, description="RADIUS accounting for every demo customer host")
-    radius_secret: str = "demo-secret"
+    radius_secret: Secret = Secret("demo-secret")
     firewall: bool = Field(True, description="netfilter LOG lines over syslog (UDP)")
     proxy: bool = Field(True, description="a Squid access.log the demo proxy appends to")
 

@@ -118,7 +118,7 @@ def diff_text(old: str, new: str, *, old_name: str = "current", new_name: str = 
 
 
 def _named(entries: list[Any]) -> dict[str, Any]:
-    return {entry.name: entry.model_dump(mode="json") for entry in entries}
+    return {entry.name: _dumped(entry) for entry in entries}
 
 
 def summarize(old: Scheme, new: Scheme) -> dict[str, dict[str, list[str]]]:
@@ -152,7 +152,10 @@ def summarize(old: Scheme, new: Scheme) -> dict[str, dict[str, list[str]]]:
 
 
 def _dumped(value: Any) -> Any:
-    return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+    """As JSON, secrets as written (a changed inline secret is a change)."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json", context={"secrets": "reference"})
+    return value
 
 
 def restart_needed(summary: dict[str, dict[str, list[str]]]) -> list[str]:

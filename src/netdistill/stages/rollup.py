@@ -232,7 +232,8 @@ class RollupStage:
                 tx.execute(statement)
             tx.execute(
                 "INSERT OR REPLACE INTO _rollups VALUES (?, ?, to_timestamp(?))",
-                (self.name, self.config.model_dump_json(), tx.now),
+                # inline secrets (export headers) are not kept in the store: "***"
+                (self.name, self.config.model_dump_json(context={"secrets": "stored"}), tx.now),
             )
         self._check_columns()
 

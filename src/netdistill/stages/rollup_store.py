@@ -170,9 +170,11 @@ def load_config(store: Any, rollup: str) -> RollupConfig:
         table = pa.table({"config": pa.array([], pa.string())})
     if not table.num_rows:
         raise ExportError(f"no rollup named {rollup!r} in this store")
+    from netdistill.scheme.secrets import withheld_secrets_allowed
     from netdistill.stages.rollup import RollupConfig
 
-    return RollupConfig.model_validate(json.loads(table.column("config")[0].as_py()))
+    with withheld_secrets_allowed():  # inline header secrets were stored as "***"
+        return RollupConfig.model_validate(json.loads(table.column("config")[0].as_py()))
 
 
 def rollup_names(store: Any) -> list[str]:

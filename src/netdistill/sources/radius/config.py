@@ -8,12 +8,15 @@ Sample::
         listen: ["0.0.0.0:1813"]
         clients:
           192.0.2.10: {secret: "s3cret"}        # one NAS
-          198.51.100.0/24: {secret: "pop-2"}    # every NAS of a network
+          198.51.100.0/24: {secret: {file: pop-2.secret}}   # every NAS of a network
+          203.0.113.7: {secret: {env: NAS3_SECRET}}
         duplicate_window_s: 300
 
 A request from an address that matches no ``clients`` entry is dropped
 (``unknown_client``): without its secret its authenticator cannot be checked. The most
-specific network wins when entries overlap.
+specific network wins when entries overlap. A secret is inline, ``{file: …}`` (relative to
+the scheme file) or ``{env: …}`` (``scheme/secrets.py``); it is read when the listener
+starts.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
+from netdistill.scheme.secrets import Secret
 from netdistill.sources.config import SourceConfigBase
 from netdistill.sources.listen import parse_listen_address
 
@@ -32,7 +36,7 @@ DEFAULT_PORT = 1813
 class RadiusClientConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    secret: str = Field(min_length=1, description="shared secret of the NAS (RFC 2865 §3)")
+    secret: Secret = Field(description="shared secret of the NAS (RFC 2865 §3)")
 
 
 class RadiusSourceConfig(SourceConfigBase):

@@ -62,7 +62,7 @@ class RadiusSource:
             self.answered.load(answered)
         self.decoder = AccountingDecoder(
             source=config.name,
-            clients=ClientTable({k: v.secret.encode() for k, v in config.clients.items()}),
+            clients=ClientTable({k: v.secret.reveal().encode() for k, v in config.clients.items()}),
             sessions=self.sessions,
             answered=self.answered,
         )

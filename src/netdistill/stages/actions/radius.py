@@ -21,7 +21,7 @@ session in the records is a failure, recorded and retried by the stage.
 
 Scheme::
 
-    actions: [{radius: {request: disconnect, secret: s3cret}}]
+    actions: [{radius: {request: disconnect, secret: {env: NAS_COA_SECRET}}}]
     restore: [{radius: {request: coa, secret: s3cret, nas: "192.0.2.1:3799",
                         attributes: {Filter-Id: standard}}}]
 """
@@ -36,6 +36,7 @@ from pyrad import packet
 from pyrad.client import Client, Timeout
 
 from netdistill.errors import SchemeError
+from netdistill.scheme.secrets import Secret, SecretError
 from netdistill.sources.radius.accounting import DICTIONARY
 from netdistill.stages.actions.event import AlertEvent, Outcome
 
@@ -53,7 +54,7 @@ class RadiusConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     request: Literal["disconnect", "coa"]
-    secret: str = Field(min_length=1, description="shared secret with the NAS")
+    secret: Secret = Field(description="shared secret with the NAS (inline, {file:}, {env:})")
     nas: str | None = Field(
         None, description="host:port to send to; default the session's NAS on ``port``"
     )
@@ -136,10 +137,14 @@ class RadiusAction:
             host, port = str(session["exporter"]), self.config.port
         else:
             return Outcome(False, "the session has no NAS address (exporter) and no nas is set")
+        try:
+            secret = self.config.secret.reveal().encode()
+        except SecretError as exc:
+            return Outcome(False, f"{self.request_name} to {host}:{port}: {exc}")
         client = Client(
             server=host,
             coaport=port,
-            secret=self.config.secret.encode(),
+            secret=secret,
             dict=DICTIONARY,
             retries=self.config.tries,
             timeout=self.config.timeout_s,

@@ -3,7 +3,9 @@
 any other status, a refused connection or a timeout is a failure, retried by the stage.
 
 Scheme: ``- webhook: {url: "https://ops.example.net/hooks/netdistill", timeout_s: 5,
-headers: {Authorization: "Bearer …"}}``
+headers: {Authorization: {env: OPS_HOOK_AUTH}}}``. Every header value is a secret
+(``scheme/secrets.py``): inline, ``{file: …}`` or ``{env: …}``, read at each POST and shown
+as ``***`` below admin.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
+from netdistill.scheme.secrets import Secret, SecretError, reveal_all
 from netdistill.stages.actions.event import AlertEvent, Outcome
 
 
@@ -19,7 +22,7 @@ class WebhookConfig(BaseModel):
 
     url: str = Field(pattern=r"^https?://", description="where the JSON is posted")
     timeout_s: PositiveFloat = 5.0
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, Secret] = Field(default_factory=dict, description="secret values")
 
 
 class WebhookAction:
@@ -30,10 +33,14 @@ class WebhookAction:
 
     def run(self, event: AlertEvent) -> Outcome:
         try:
+            headers = reveal_all(self.config.headers)
+        except SecretError as exc:
+            return Outcome(False, f"POST {self.config.url}: {exc}")
+        try:
             response = httpx.post(
                 self.config.url,
                 content=event.payload_json(),
-                headers={"content-type": "application/json", **self.config.headers},
+                headers={"content-type": "application/json", **headers},
                 timeout=self.config.timeout_s,
             )
         except httpx.HTTPError as exc:
