@@ -56,6 +56,7 @@ RAW_HEADER, SAMPLED_ETHERNET, SAMPLED_IPV4, SAMPLED_IPV6 = 1, 2, 3, 4
 EXTENDED_SWITCH, EXTENDED_ROUTER, EXTENDED_GATEWAY = 1001, 1002, 1003
 GENERIC_INTERFACE = 1
 _PORT_PROTOCOLS = (6, 17, 132)
+_MAX_VLAN = 4095  # 802.1Q VLAN ids are 12 bits; agents say 0xFFFFFFFF for "none"
 
 
 @dataclass(slots=True)
@@ -172,12 +173,18 @@ class _Row:
         column[rows[take]] = values[take]
         valid[rows[take]] = True
 
-    def array(self, name: str, dtype: np.dtype, arrow: pa.DataType) -> pa.Array:
+    def array(
+        self, name: str, dtype: np.dtype, arrow: pa.DataType, maximum: int | None = None
+    ) -> pa.Array:
+        """The column as ``arrow``; a value above ``maximum`` (default: the type's) is
+        not what the field can mean (a VLAN of 0xFFFFFFFF, a port of 2^20) and becomes
+        null rather than wrap around."""
         valid = self.valid.get(name)
         if valid is None:
             return pa.nulls(self.n, arrow)
-        values = self.values[name].astype(dtype)
-        return pa.array(values, arrow, mask=~valid)
+        values = self.values[name]
+        limit = int(np.iinfo(dtype).max) if maximum is None else maximum
+        return pa.array(values.astype(dtype), arrow, mask=~(valid & (values <= limit)))
 
 
 def ip_text(
@@ -272,8 +279,9 @@ def flow_columns(
     # --- 0:1001 extended switch -----------------------------------------------------
     owners, body, length = _first_of(records, EXTENDED_SWITCH)
     ok = _need(problems, samples, owners, body, length, 16)
-    row.set("src_vlan", owners, u32(body), ok)
-    row.set("dst_vlan", owners, u32(body + 8), ok)
+    src_vlan, dst_vlan = u32(body), u32(body + 8)
+    row.set("src_vlan", owners, src_vlan, ok & (src_vlan <= _MAX_VLAN))
+    row.set("dst_vlan", owners, dst_vlan, ok & (dst_vlan <= _MAX_VLAN))
     row.set("src_vlan", *header_vlan)
 
     # --- 0:1002 extended router -----------------------------------------------------
@@ -354,11 +362,11 @@ def flow_columns(
         "src_as": row.array("src_as", np.dtype(np.uint32), pa.uint32()),
         "dst_as": row.array("dst_as", np.dtype(np.uint32), pa.uint32()),
         "as_path": as_path,
-        "src_vlan": row.array("src_vlan", np.dtype(np.uint16), pa.uint16()),
-        "dst_vlan": row.array("dst_vlan", np.dtype(np.uint16), pa.uint16()),
+        "src_vlan": row.array("src_vlan", np.dtype(np.uint16), pa.uint16(), _MAX_VLAN),
+        "dst_vlan": row.array("dst_vlan", np.dtype(np.uint16), pa.uint16(), _MAX_VLAN),
         "inner_vlan": row.array("inner_vlan", np.dtype(np.uint16), pa.uint16()),
-        "src_mask": row.array("src_mask", np.dtype(np.uint8), pa.uint8()),
-        "dst_mask": row.array("dst_mask", np.dtype(np.uint8), pa.uint8()),
+        "src_mask": row.array("src_mask", np.dtype(np.uint8), pa.uint8(), 128),
+        "dst_mask": row.array("dst_mask", np.dtype(np.uint8), pa.uint8(), 128),
         "icmp_type": row.array("icmp_type", np.dtype(np.uint8), pa.uint8()),
         "icmp_code": row.array("icmp_code", np.dtype(np.uint8), pa.uint8()),
     }
