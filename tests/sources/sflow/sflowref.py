@@ -175,8 +175,11 @@ def decode(payload: bytes) -> RefDatagram:
                 sample.extra["src_as"] = src_as
                 sample.extra["dst_as"] = path[-1] if path else 0
                 sample.extra["gateway_next_hop"] = hop
-            elif record_tag == 3 and sample.frame_length is None:
+            elif record_tag == 3:
                 length, protocol = struct.unpack_from(">II", record)
+                sample.extra["ipv4_length"] = length
+                if sample.frame_length is not None:
+                    continue
                 sample.frame_length = length
                 sample.src_ip = str(ipaddress.IPv4Address(record[8:12]))
                 sample.dst_ip = str(ipaddress.IPv4Address(record[12:16]))
