@@ -184,3 +184,57 @@ def test_random_garbage_never_raises() -> None:
     assert result.records.num_rows + len(result.quarantined) >= 1
     assert len(result.quarantined) == sum(decoder.counters.dropped.values())
     assert not any(q.detail.startswith("unexpected") for q in result.quarantined)
+
+
+def _gateway(next_hop: bytes, segments: list[tuple[int, list[int]]], *, src_as: int = 64496,
+             communities: int = 2) -> bytes:  # fmt: skip
+    kind = 1 if len(next_hop) == 4 else 2
+    body = struct.pack(">I", kind) + next_hop + struct.pack(">IIII", 64999, src_as, 64497,
+                                                           len(segments))  # fmt: skip
+    for segment_type, numbers in segments:
+        body += struct.pack(f">II{len(numbers)}I", segment_type, len(numbers), *numbers)
+    body += struct.pack(f">I{communities}I", communities, *range(communities))
+    return xdr(1003, body + struct.pack(">I", 100))
+
+
+def test_gateway_paths_of_every_shape() -> None:
+    """One AS_SEQUENCE (the vectorized path), none, several segments with an AS_SET and
+    an IPv6 next hop (the per-record path): AS path text, dst_as = the last AS."""
+    frame = raw_header(ethernet_ipv4_tcp("10.0.0.1", "10.0.0.2", 1, 2))
+    v6_hop = bytes.fromhex("20010db8000000000000000000000001")
+    gateways = [
+        _gateway(bytes([10, 9, 9, 9]), [(2, [64500, 64501, 64502])]),
+        _gateway(bytes([10, 9, 9, 8]), [], src_as=0),
+        _gateway(v6_hop, [(2, [64500, 64501]), (1, [64502, 64503])]),
+        _gateway(bytes([10, 9, 9, 7]), [(2, [64510])], communities=0),
+    ]
+    payload = header(samples=[flow_sample([frame, g], sequence=i) for i, g in enumerate(gateways)])
+    result = SflowDecoder().decode([dg(payload)])
+    assert result.quarantined == []
+    rows = result.records.to_pylist()
+    assert [(r["as_path"], r["src_as"], r["dst_as"], r["next_hop"]) for r in rows] == [
+        ("64500 64501 64502", 64496, 64502, "10.9.9.9"),
+        ("", 0, 0, "10.9.9.8"),
+        ("64500 64501 {64502 64503}", 64496, 64503, "2001:db8::1"),
+        ("64510", 64496, 64510, "10.9.9.7"),
+    ]
+
+
+def test_bad_gateway_records_are_quarantined() -> None:
+    frame = raw_header(ethernet_ipv4_tcp("10.0.0.1", "10.0.0.2", 1, 2))
+    good = _gateway(bytes([10, 9, 9, 9]), [(2, [64500])])
+    too_many = bytearray(good)
+    too_many[8 + 4 + 4 + 12 + 4 + 4 : 8 + 4 + 4 + 12 + 4 + 8] = struct.pack(">I", 50)  # AS count
+    bad_address = bytearray(good)
+    bad_address[8:12] = struct.pack(">I", 9)
+    batch = [
+        dg(header(samples=[flow_sample([frame, bytes(record)])]))
+        for record in (good, bytes(too_many), bytes(bad_address))
+    ]
+    result = SflowDecoder().decode(batch)
+    assert result.records.num_rows == 1
+    assert [(q.payload, q.reason) for q in result.quarantined] == [
+        (batch[1].payload, "malformed"),
+        (batch[2].payload, "malformed"),
+    ]
+    assert all("AS path" in q.detail for q in result.quarantined)

@@ -100,7 +100,6 @@ class SflowDecoder:
 
     def decode(self, datagrams: Sequence[Datagram], now: float | None = None) -> DecodeResult:
         self.counters.datagrams += len(datagrams)
-        self.counters.bytes_received += sum(len(d.payload) for d in datagrams)
         if not datagrams:
             return DecodeResult(empty_table())
         try:
@@ -127,6 +126,7 @@ class SflowDecoder:
 
     def _decode(self, datagrams: Sequence[Datagram]) -> DecodeResult:
         buf = Buffer([d.payload for d in datagrams])
+        self.counters.bytes_received += int((buf.end - buf.start).sum())
         n = len(datagrams)
         problems = Problems(n, buf.start)
         headers = read_headers(buf, problems)
@@ -163,9 +163,9 @@ class SflowDecoder:
         good = problems.code == 0
         self.skipped_samples += int((good[samples.owner] & ~is_flow & ~is_counter).sum())
 
-        received_us = np.fromiter(
-            (round(d.received_at * 1_000_000) for d in datagrams), np.int64, n
-        )
+        received_us = np.round(
+            np.array([d.received_at for d in datagrams], np.float64) * 1_000_000
+        ).astype(np.int64)
         tables = []
         keep = good[flow.datagram]
         if keep.any():
@@ -306,12 +306,15 @@ def _table(
     received_us: np.ndarray,
 ) -> pa.Table:
     """The kept rows of ``columns`` with the per-datagram columns added."""
-    rows = pa.array(np.flatnonzero(keep))
     datagram = datagram[keep]
-    out = {
-        name: column if name == "sample_kind" else column.take(rows)
-        for name, column in columns.items()
-    }
+    if keep.all():  # the common case: no datagram of the batch was bad
+        out = dict(columns)
+    else:
+        rows = pa.array(np.flatnonzero(keep))
+        out = {
+            name: column if name == "sample_kind" else column.take(rows)
+            for name, column in columns.items()
+        }
     times = pa.array(received_us[datagram], _TIMESTAMP)
     out["start_time"] = times
     out["end_time"] = times

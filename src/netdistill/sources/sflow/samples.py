@@ -139,8 +139,10 @@ def _first_of(records: Items, tag: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     if len(owners) == 0:
         empty = np.zeros(0, np.int64)
         return empty, empty, empty
-    owners, first = np.unique(owners, return_index=True)
-    return owners, records.body[selected][first], records.length[selected][first]
+    # records come in (sample, position) order: the first of a sample is where the
+    # sample number changes
+    first = np.flatnonzero(np.diff(owners, prepend=-1) != 0)
+    return owners[first], records.body[selected][first], records.length[selected][first]
 
 
 def _need(
@@ -303,7 +305,7 @@ def flow_columns(
     # --- 0:1003 extended gateway ----------------------------------------------------
     owners, body, length = _first_of(records, EXTENDED_GATEWAY)
     if len(owners):
-        gateways = parse_gateways(buf.data, body, length)
+        gateways = parse_gateways(buf, body, length)
         bad = gateways.problem_offset >= 0
         problems.mark(
             samples.datagram[owners[bad]], gateways.problem_offset[bad], 14,
@@ -318,7 +320,9 @@ def flow_columns(
         next_hop6.append((owners[hop6], gateways.next_hop_v6[hop6]))
         path_index = np.full(n, len(owners), np.int64)
         path_index[owners[ok]] = np.flatnonzero(ok)
-        as_path = pa.array([*gateways.as_path, None], pa.string()).take(pa.array(path_index))
+        as_path = pa.concat_arrays([gateways.as_path, pa.nulls(1, pa.string())]).take(
+            pa.array(path_index)
+        )
     else:
         as_path = pa.nulls(n, pa.string())
 
