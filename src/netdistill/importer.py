@@ -6,7 +6,8 @@ source) are cut into lines and parsed by the same ``FileSource`` code as a live 
 bad lines go to the quarantine as ``path:line``.
 
 Files are read in the order given (template files before data files), in batches of
-datagrams; the decoder holds data that arrives before its template exactly as it does
+datagrams; each datagram goes to the NetFlow/IPFIX or the sFlow v5 decoder by its first
+word; the decoder holds data that arrives before its template exactly as it does
 live, with the capture's own packet times driving the hold timer. When a manager is
 running on the data directory, batches go to it over its API; otherwise they are
 committed to the store file directly.
@@ -23,7 +24,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from netdistill.gatherer.pipeline import Pipeline
 from netdistill.sources.netflow.config import NetflowSourceConfig
 from netdistill.sources.netflow.listener import NetflowSource
-from netdistill.sources.pcap import PcapReader
+from netdistill.sources.pcap import PcapReader, datagram_protocol
+from netdistill.sources.sflow.config import SflowSourceConfig
+from netdistill.sources.sflow.listener import SflowSource
 
 BATCH_DATAGRAMS = 20_000
 
@@ -49,7 +52,7 @@ def import_files(
     format: str | None = None,
     format_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Decode and commit every NetFlow/IPFIX datagram of ``files`` — or every line, when a
+    """Decode and commit every NetFlow/IPFIX/sFlow datagram of ``files`` — or every line, when a
     line format is given or the scheme's source ``source_name`` is a ``type: file``
     source; returns a summary."""
     for path in files:
@@ -63,39 +66,90 @@ def import_files(
             return _import_log_files(files, log_source, store, console)
         finally:
             store.close()
-    source_name = source_name or "netflow"
-    source = NetflowSource(_source_config(config, source_name))
-    pipeline = Pipeline([source], store, gatherer="import")
+    try:
+        return _import_captures(files, config, source_name, store, console)
+    finally:
+        store.close()
+
+
+def _import_captures(
+    files: list[Path],
+    config: Path | None,
+    source_name: str | None,
+    store: Any,
+    console: Console | None,
+) -> dict[str, Any]:
+    """Each datagram goes to the NetFlow or the sFlow decoder by its first word
+    (``pcap.datagram_protocol``); a decoder is made on its first datagram, so an
+    sFlow-only capture adds no NetFlow counters and a NetFlow one no sFlow fields."""
+    sources: dict[str, Any] = {}
+    pipelines: dict[str, Pipeline] = {}
+
+    def source_for(protocol: str) -> tuple[Any, Pipeline]:
+        source = sources.get(protocol)
+        if source is None:
+            if protocol == "sflow":
+                source = SflowSource(_sflow_config(config, source_name))
+                _ensure_fields(store, source)
+            else:
+                source = NetflowSource(_source_config(config, source_name or "netflow"))
+            sources[protocol] = source
+            pipelines[protocol] = Pipeline([source], store, gatherer="import")
+        return source, pipelines[protocol]
+
     quarantined = 0
     total_bytes = sum(p.stat().st_size for p in files)
     done_bytes = 0
-    progress = _progress(console)
-    try:
-        with progress:
-            task = progress.add_task("importing", total=total_bytes)
-            for path in files:
-                with PcapReader(path) as reader:
-                    progress.update(task, description=f"importing {path.name}")
-                    for batch in reader.batches(BATCH_DATAGRAMS):
-                        result = source.decode_datagrams(batch)
+    with _progress(console) as progress:
+        task = progress.add_task("importing", total=total_bytes)
+        for path in files:
+            with PcapReader(path) as reader:
+                progress.update(task, description=f"importing {path.name}")
+                for batch in reader.batches(BATCH_DATAGRAMS):
+                    by_protocol: dict[str, list[Any]] = {}
+                    for datagram in batch:
+                        by_protocol.setdefault(datagram_protocol(datagram.payload), []).append(
+                            datagram
+                        )
+                    for protocol, datagrams in by_protocol.items():
+                        source, pipeline = source_for(protocol)
+                        result = source.decode_datagrams(datagrams)
                         quarantined += len(result.quarantined)
                         pipeline.handle(source, result)
-                        progress.update(task, completed=done_bytes + reader.bytes_read)
-                done_bytes += path.stat().st_size
+                    progress.update(task, completed=done_bytes + reader.bytes_read)
+            done_bytes += path.stat().st_size
+        for protocol, source in sources.items():
             result = source.flush()
             quarantined += len(result.quarantined)
-            pipeline.handle(source, result)
-    finally:
-        store.close()
-    counters = source.counters
-    return {
+            pipelines[protocol].handle(source, result)
+    summary: dict[str, Any] = {
         "files": len(files),
-        "datagrams": counters.datagrams,
-        "records": pipeline.committed_records,
+        "datagrams": 0,
+        "records": sum(p.committed_records for p in pipelines.values()),
         "quarantined": quarantined,
-        "dropped": dict(counters.dropped),
-        "sequence_lost": dict(counters.sequence_lost),
+        "dropped": {},
+        "sequence_lost": {},
     }
+    for source in sources.values():
+        counters = source.counters
+        summary["datagrams"] += counters.datagrams
+        for reason, n in counters.dropped.items():
+            summary["dropped"][reason] = summary["dropped"].get(reason, 0) + n
+        summary["sequence_lost"].update(counters.sequence_lost)
+    return summary
+
+
+def _sflow_config(config: Path | None, source_name: str | None) -> SflowSourceConfig:
+    """The scheme's sFlow source named ``source_name`` (else its first one), or the
+    defaults; records carry ``source_name`` when given, else that source's name."""
+    if config is not None:
+        from netdistill.scheme import load_scheme
+
+        found = [s for s in load_scheme(config).sources if isinstance(s, SflowSourceConfig)]
+        named = [s for s in found if s.name == source_name] or found
+        if named:
+            return named[0].model_copy(update={"name": source_name or named[0].name})
+    return SflowSourceConfig(type="sflow", name=source_name or "sflow", listen=["127.0.0.1:0"])
 
 
 def _progress(console: Console | None) -> Progress:

@@ -30,7 +30,7 @@ sources:
     type: netflow
     listen: ["127.0.0.1:2055", "bogus:x"]
   - name: edge2
-    type: sflow
+    type: jflow
 """
 
 
@@ -43,8 +43,8 @@ def test_every_problem_has_file_line_column_value_and_expectation():
         "bad.yaml:4:3: manager.retension_days: unknown key (not a setting of this section; "
         "check its spelling) (found 3)",
         "bad.yaml:8:13: sources.0.listen: 'bogus:x': 'bogus' is not an IP address",
-        "bad.yaml:10:11: sources.1.type: unknown type (known: 'netflow', 'file', 'radius', "
-        "'syslog', 'lines') (found 'sflow')",
+        "bad.yaml:10:11: sources.1.type: unknown type (known: 'netflow', 'sflow', 'file', "
+        "'radius', 'syslog', 'lines') (found 'jflow')",
     ]
 
 

@@ -95,8 +95,8 @@ def import_(
         typer.Option(
             "--config",
             "-c",
-            help="Scheme whose first netflow source gives sampling defaults, or whose "
-            "file source named by --source gives the log format.",
+            help="Scheme whose first netflow (sflow) source gives sampling defaults, or "
+            "whose file source named by --source gives the log format.",
         ),
     ] = None,
     source_name: Annotated[
@@ -112,7 +112,8 @@ def import_(
         typer.Option("--format-option", help="KEY=VALUE option of the line format."),
     ] = None,
 ) -> None:
-    """Decode NetFlow/IPFIX captures, or log files, through the same pipeline as live data."""
+    """Decode NetFlow/IPFIX or sFlow captures, or log files, through the same pipeline as
+    live data."""
     from netdistill.importer import import_files
 
     options: dict[str, object] = {}

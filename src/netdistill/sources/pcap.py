@@ -32,7 +32,7 @@ import dpkt
 from netdistill.errors import DecodeError
 from netdistill.sources.base import Datagram
 
-__all__ = ["CaptureStats", "PcapReader", "read_pcap", "write_pcap"]
+__all__ = ["CaptureStats", "PcapReader", "datagram_protocol", "read_pcap", "write_pcap"]
 
 PCAP_MAGICS = {b"\xa1\xb2\xc3\xd4", b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\x3c\x4d", b"\x4d\x3c\xb2\xa1"}
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
@@ -55,6 +55,8 @@ IPPROTO_UDP = 17
 # IPv6 extension headers that can stand between the fixed header and UDP (RFC 8200 §4).
 IPV6_EXTENSIONS = frozenset({0, 43, 60})
 IPV6_FRAGMENT = 44
+#: the first word of every sFlow v5 datagram (XDR unsigned int 5)
+SFLOW_V5 = b"\x00\x00\x00\x05"
 
 
 @dataclass(slots=True)
@@ -267,6 +269,16 @@ class PcapReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def datagram_protocol(payload: bytes) -> str:
+    """``"sflow"`` for an sFlow v5 datagram, else ``"netflow"`` (v5/v9/IPFIX, or anything
+    the NetFlow decoder will quarantine as an unknown version).
+
+    The first word tells them apart without the UDP port: sFlow starts with the 32-bit
+    version 5 (``00 00 00 05``), NetFlow and IPFIX with a 16-bit version 5, 9 or 10,
+    so their first two bytes are never zero."""
+    return "sflow" if payload[:4] == SFLOW_V5 else "netflow"
 
 
 def read_pcap(path: str | os.PathLike[str]) -> tuple[list[Datagram], CaptureStats]:

@@ -22,6 +22,10 @@ SOURCE_TYPES: dict[str, tuple[str, str]] = {
         "netdistill.sources.netflow.config:NetflowSourceConfig",
         "netdistill.sources.netflow.listener:NetflowSource",
     ),
+    "sflow": (
+        "netdistill.sources.sflow.config:SflowSourceConfig",
+        "netdistill.sources.sflow.listener:SflowSource",
+    ),
     "file": (
         "netdistill.sources.logs.config:FileSourceConfig",
         "netdistill.sources.logs.listener:FileSource",
