@@ -14,9 +14,9 @@ from netdistill.enhance.config import ProcedureChangeError, check_procedure_chan
 from netdistill.enhance.plan import build_enhancer, distinct_rows
 from netdistill.errors import SchemeError
 from netdistill.gatherer.pipeline import Pipeline
+from netdistill.records.batch import DecodeResult, SourceCounters
 from netdistill.records.schema import conform
 from netdistill.scheme.load import parse_scheme
-from netdistill.sources.base import DecodeResult, SourceCounters
 from netdistill.store.duckdb import DuckDBStore
 
 SCHEME = """\

@@ -32,8 +32,8 @@ from netdistill.gatherer.pipeline import Pipeline
 from netdistill.gatherer.spool import QUARANTINE, RECORDS, Spool, SpoolFull
 from netdistill.gatherer.wire import encode_table, to_ids
 from netdistill.manager.api import quarantine_to_table
+from netdistill.records.batch import Quarantined
 from netdistill.scheme.models import SourceConfig
-from netdistill.sources.base import Quarantined
 from netdistill.sources.registry import source_class
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from typing import Protocol
 
 import pyarrow as pa
 
+from netdistill.records.batch import DecodeResult, Quarantined, SourceCounters
 from netdistill.records.schema import with_constant
-from netdistill.sources.base import DecodeResult, Quarantined, SourceCounters
 
 log = logging.getLogger(__name__)
 

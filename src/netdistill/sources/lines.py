@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from netdistill.sources.base import FieldSpec
+from netdistill.records.batch import FieldSpec
 
 #: format name → (options model or "", format class), both as "module:Class"
 FORMATS: dict[str, tuple[str, str]] = {

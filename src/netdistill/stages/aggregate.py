@@ -284,7 +284,7 @@ class AggregateStage:
             with self.store.transaction() as tx:
                 tx.execute(create_table_sql(self.table, schema))
         else:
-            from netdistill.sources.base import FieldSpec
+            from netdistill.records.batch import FieldSpec
             from netdistill.store import ensure_fields
 
             types = self.config.output_field_types(self.context.scheme)

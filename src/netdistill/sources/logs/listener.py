@@ -23,8 +23,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from netdistill.records.batch import DecodeResult, FieldSpec, Quarantined, SourceCounters
 from netdistill.records.schema import constant_column, with_constant
-from netdistill.sources.base import MALFORMED, DecodeResult, FieldSpec, Quarantined, SourceCounters
+from netdistill.sources.base import MALFORMED
 from netdistill.sources.lines import make_format
 from netdistill.sources.logs.config import FileSourceConfig
 from netdistill.sources.logs.tail import Chunk, Tailer

@@ -16,13 +16,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from netdistill.sources.base import (
-    UNKNOWN_EXPORTER,
-    Datagram,
-    DecodeResult,
-    FieldSpec,
-    SourceCounters,
-)
+from netdistill.records.batch import DecodeResult, FieldSpec, SourceCounters
+from netdistill.sources.base import UNKNOWN_EXPORTER, Datagram
 from netdistill.sources.listen import parse_listen_address
 from netdistill.sources.netflow.config import NetflowSourceConfig
 from netdistill.sources.netflow.decode import NetflowDecoder

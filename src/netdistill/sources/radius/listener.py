@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from netdistill.sources.base import Datagram, DecodeResult, FieldSpec, SourceCounters
+from netdistill.records.batch import DecodeResult, FieldSpec, SourceCounters
+from netdistill.sources.base import Datagram
 from netdistill.sources.listen import parse_listen_address
 from netdistill.sources.radius.accounting import FIELDS, AccountingDecoder, ClientTable, Decoded
 from netdistill.sources.radius.config import DEFAULT_PORT, RadiusSourceConfig

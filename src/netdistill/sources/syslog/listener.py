@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from netdistill.records.batch import DecodeResult, FieldSpec, Quarantined, SourceCounters
 from netdistill.records.fields import FIELD_TYPES
 from netdistill.records.schema import conform, with_constant
-from netdistill.sources.base import MALFORMED, DecodeResult, FieldSpec, Quarantined, SourceCounters
+from netdistill.sources.base import MALFORMED
 from netdistill.sources.lines import LineFormat, Parsed, make_format
 from netdistill.sources.syslog.config import (
     SYSLOG_PORT,
