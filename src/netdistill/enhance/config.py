@@ -54,8 +54,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from netdistill.enhance.notation import NotationError, check, parse
-from netdistill.errors import NetdistillError
+from netdistill.enhance.notation import check, parse
+from netdistill.errors import NotationError, ProcedureChangeError
 from netdistill.lookups.base import Function, LookupConfigBase
 from netdistill.lookups.registry import LOOKUP_TYPES, config_classes
 from netdistill.records.fields import FIELD_TYPES, STANDARD_FIELDS
@@ -264,10 +264,6 @@ def validate_procedure(
         return ProcedureConfig.model_validate(dict(data))
     finally:
         _CONTEXT.reset(token)
-
-
-class ProcedureChangeError(NetdistillError):
-    """A change to an enabled procedure's enhancements (disable it first)."""
 
 
 _FROZEN_WHILE_ENABLED = ("trigger", "where", "pass_through", "add_fields", "fields")

@@ -26,10 +26,11 @@ import pyarrow as pa
 from pydantic import TypeAdapter
 
 from netdistill import __version__
+from netdistill.errors import SpoolFull
 from netdistill.gatherer.config import ForwardConfig, SpoolConfig
 from netdistill.gatherer.forward import Forwarder, destination_name
 from netdistill.gatherer.pipeline import Pipeline
-from netdistill.gatherer.spool import QUARANTINE, RECORDS, Spool, SpoolFull
+from netdistill.gatherer.spool import QUARANTINE, RECORDS, Spool
 from netdistill.gatherer.wire import encode_table, to_ids
 from netdistill.manager.api import quarantine_to_table
 from netdistill.records.batch import Quarantined
