@@ -35,7 +35,7 @@ from netdistill.gatherer.wire import encode_table, to_ids
 from netdistill.manager.api import quarantine_to_table
 from netdistill.records.batch import Quarantined
 from netdistill.scheme.models import SourceConfig
-from netdistill.sources.registry import source_class
+from netdistill.sources.base import SourceContext, build_source
 
 log = logging.getLogger(__name__)
 
@@ -232,11 +232,10 @@ class Gatherer:
                 if name in self.pipelines:
                     continue
                 config = self._source_adapter.validate_python(raw)
-                source = source_class(config.type)(
-                    config,
-                    state_dir=self.data_dir / "state",
-                    queue_limit=int(settings.get("queue_datagrams", 500_000)),
+                context = SourceContext(
+                    self.data_dir / "state", int(settings.get("queue_datagrams", 500_000))
                 )
+                source = build_source(config, context)
                 pipeline = Pipeline(
                     [source],
                     self.sink,

@@ -30,7 +30,7 @@ from netdistill.gatherer.pipeline import Pipeline
 from netdistill.manager.main import Manager
 from netdistill.scheme.load import demo_scheme_path, parse_scheme
 from netdistill.scheme.models import Scheme
-from netdistill.sources.registry import source_class
+from netdistill.sources.base import SourceContext, build_source
 from netdistill.stages.runner import StageRunner
 from netdistill.store import ensure_fields
 from netdistill.store.duckdb import DuckDBStore
@@ -58,14 +58,8 @@ class LocalSystem:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = DuckDBStore(self.data_dir / self.scheme.store.path)
         config = self.scheme.manager
-        sources = [
-            source_class(s.type)(
-                self._resolved(s),
-                state_dir=self.data_dir / "state",
-                queue_limit=config.queue_datagrams,
-            )
-            for s in self.scheme.sources
-        ]
+        context = SourceContext(self.data_dir / "state", config.queue_datagrams)
+        sources = [build_source(self._resolved(s), context) for s in self.scheme.sources]
         for source in sources:
             ensure_fields(self.store, source.fields, source=source.name)
         enhancer = build_enhancer(self.scheme, self.store)
@@ -124,11 +118,8 @@ class LocalSystem:
         self.pipeline.process = self.enhancer
 
     def _new_source(self, config: Any, manager: Any) -> Any:
-        source = source_class(config.type)(
-            self._resolved(config),
-            state_dir=self.data_dir / "state",
-            queue_limit=manager.queue_datagrams,
-        )
+        context = SourceContext(self.data_dir / "state", manager.queue_datagrams)
+        source = build_source(self._resolved(config), context)
         ensure_fields(self.store, source.fields, source=source.name)
         return source
 

@@ -31,7 +31,7 @@ from netdistill.manager.ingest import Ingest, ingest_router
 from netdistill.manager.main import Manager
 from netdistill.manager.plan import PlanService, plan_router
 from netdistill.scheme.models import Scheme
-from netdistill.sources.registry import source_class
+from netdistill.sources.base import SourceContext, build_source
 from netdistill.stages.runner import StageRunner
 from netdistill.store import ensure_fields
 from netdistill.store.duckdb import DuckDBStore
@@ -89,11 +89,8 @@ class ManagerProcess:
         self.manager.start()
 
     def _new_source(self, config: Any, scheme: Scheme) -> Any:
-        source = source_class(config.type)(
-            config,
-            state_dir=self.data_dir / "state",
-            queue_limit=scheme.manager.queue_datagrams,
-        )
+        context = SourceContext(self.data_dir / "state", scheme.manager.queue_datagrams)
+        source = build_source(config, context)
         ensure_fields(self.store, source.fields, source=source.name)
         return source
 

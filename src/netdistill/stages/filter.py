@@ -91,9 +91,9 @@ def source_field_types(config: Any) -> dict[str, str]:
     """Fields a source config declares beyond the standard ones (generic line formats
     map their own; a source class may list ``fields``)."""
     out: dict[str, str] = {}
-    from netdistill.sources.registry import source_class
+    from netdistill.sources.base import declared_fields
 
-    specs = getattr(source_class(config.type), "fields", ())
+    specs: Any = declared_fields(config.type)
     for owner in (config, getattr(config, "options", None)):
         declared = getattr(owner, "fields", None)
         if isinstance(declared, tuple | list):
