@@ -30,6 +30,7 @@ from netdistill.manager.auth import GathererAuth
 from netdistill.manager.ingest import Ingest, ingest_router
 from netdistill.manager.main import Manager
 from netdistill.manager.plan import PlanService, plan_router
+from netdistill.scheme.diff import SchemeDiff
 from netdistill.scheme.models import Scheme
 from netdistill.sources.base import SourceContext, build_source
 from netdistill.stages.runner import StageRunner
@@ -112,14 +113,10 @@ class ManagerProcess:
         definition changed."""
         old = self.scheme
         check_procedures_change(old.procedures, new.procedures)
-        before = {s.name: s for s in old.sources if s.gatherer == "local"}
-        after = {s.name: s for s in new.sources if s.gatherer == "local"}
-        remove = [n for n, s in before.items() if n not in after or after[n] != s]
-        add = [s for n, s in after.items() if n not in before or before[n] != s]
-        flow = any(
-            getattr(old, k) != getattr(new, k)
-            for k in ("sources", "lookups", "procedures", "stages")
-        ) or (old.manager.stages_interval_s != new.manager.stages_interval_s)
+        diff = SchemeDiff(old, new)
+        local = diff.sources_on("local")  # the sources this process runs itself
+        remove, add = local.to_stop, local.to_start
+        flow = diff.flow_changed
         stages = self.manager.stages
         previous = self.enhancer
         if flow:
