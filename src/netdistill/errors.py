@@ -22,7 +22,8 @@ is caught that broadly. The whole tree::
      ├── StoreError                 the store refused an operation
      │    └── ReadOnlyQueryError    a query tried to change the store
      ├── LookupDataError            a lookup's table could not be loaded
-     ├── LookupUnavailableError     a lookup's peer did not answer
+     ├── LookupUnavailableError     a lookup's peer did not answer (usably)
+     │    ├── SnmpWalkError         an SNMP agent's interface walk did not complete
      │    └── _Unreachable          (lookups/ldap.py, private) the directory server is down
      ├── DeliveryError              a batch could not be taken on the way to the manager
      │    └── SpoolFull             the spool is at its bound and the policy is ``block``
@@ -58,6 +59,7 @@ __all__ = [
     "ReportError",
     "SchemeApplyError",
     "SchemeError",
+    "SnmpWalkError",
     "SpoolFull",
     "StageCheckError",
     "StoreError",
@@ -175,7 +177,15 @@ class LookupDataError(NetdistillError):
 
 
 class LookupUnavailableError(NetdistillError):
-    """A lookup's peer (a directory or name server) did not answer."""
+    """A lookup's peer (a directory server, an SNMP agent) did not answer, or not usably."""
+
+
+class SnmpWalkError(LookupUnavailableError):
+    """An SNMP walk that did not complete; ``reason`` is what the counters show."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
 
 
 # --- delivery ---------------------------------------------------------------------------------
