@@ -9,6 +9,7 @@ is caught that broadly. The whole tree::
      ├── StageCheckError            a stage entry does not fit the scheme (also a ValueError,
      │                              so pydantic reports it at the entry's line)
      ├── SchemeApplyError           a valid scheme the running process cannot take over live
+     ├── SecretError                a scheme secret cannot be read where it is used
      ├── ProcedureChangeError       a change to an enabled procedure (disable it first)
      ├── PluginError                a plugin type name clashes, or a plugin fails to load
      ├── ExpressionError            an expression is malformed or ill-typed (carries the column)
@@ -59,6 +60,7 @@ __all__ = [
     "ReportError",
     "SchemeApplyError",
     "SchemeError",
+    "SecretError",
     "SnmpWalkError",
     "SpoolFull",
     "StageCheckError",
@@ -97,6 +99,11 @@ class StageCheckError(NetdistillError, ValueError):
 
 class SchemeApplyError(NetdistillError):
     """A valid scheme the running process cannot take over live."""
+
+
+class SecretError(NetdistillError):
+    """A secret could not be read where it is used (the file went away, the variable is
+    unset, or the value was withheld from the store)."""
 
 
 class ProcedureChangeError(NetdistillError):
