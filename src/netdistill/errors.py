@@ -17,6 +17,7 @@ is caught that broadly. The whole tree::
      │    └── NotationError         … in the field-enhancement notation (enhance/)
      ├── DecodeError                input could not be decoded (carries the place)
      │    ├── FramingError          a syslog TCP stream left its framing (also a ValueError)
+     │    ├── GatewayError          an sFlow extended gateway record cannot be read
      │    ├── WireError             a DNS answer cannot be read (also a ValueError)
      │    └── _Skip                 (sources/pcap.py, private) a packet that is no UDP datagram
      ├── FieldError                 a field name or type is unknown or clashes
@@ -50,6 +51,7 @@ __all__ = [
     "ExpressionError",
     "FieldError",
     "FramingError",
+    "GatewayError",
     "LookupDataError",
     "LookupUnavailableError",
     "NetdistillError",
@@ -155,6 +157,15 @@ class FramingError(DecodeError, ValueError):
         self.offset = offset
         #: the complete messages that came before the error in the same chunk
         self.messages = messages or []
+
+
+class GatewayError(DecodeError):
+    """An sFlow extended gateway record that cannot be read: ``offset`` is where in the
+    datagram, ``value`` the count or type found there."""
+
+    def __init__(self, offset: int, value: int) -> None:
+        super().__init__("unreadable sFlow gateway record", offset=offset, detail=f"{value}")
+        self.value = value
 
 
 class WireError(DecodeError, ValueError):
