@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from netdistill.gatherer.pipeline import Pipeline
+from netdistill.sources.base import SourceContext, build_source
 from netdistill.sources.netflow.config import NetflowSourceConfig
 from netdistill.sources.netflow.listener import NetflowSource
 from netdistill.sources.pcap import PcapReader, datagram_protocol
@@ -89,10 +90,14 @@ def _import_captures(
         source = sources.get(protocol)
         if source is None:
             if protocol == "sflow":
-                source = SflowSource(_sflow_config(config, source_name))
+                source = build_source(_sflow_config(config, source_name), SourceContext())
+                assert isinstance(source, SflowSource)  # an sflow entry builds one
                 _ensure_fields(store, source)
             else:
-                source = NetflowSource(_source_config(config, source_name or "netflow"))
+                source = build_source(
+                    _source_config(config, source_name or "netflow"), SourceContext()
+                )
+                assert isinstance(source, NetflowSource)  # a netflow entry builds one
             sources[protocol] = source
             pipelines[protocol] = Pipeline([source], store, gatherer="import")
         return source, pipelines[protocol]
@@ -210,7 +215,8 @@ def _import_log_files(
 ) -> dict[str, Any]:
     from netdistill.sources.logs.listener import FileSource
 
-    source = FileSource(config)
+    source = build_source(config, SourceContext())
+    assert isinstance(source, FileSource)  # a file entry builds one
     _ensure_fields(store, source)
     pipeline = Pipeline([source], store, gatherer="import")
     quarantined = 0

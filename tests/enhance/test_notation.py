@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from netdistill.enhance.notation import Call, FieldRef, NotationError, check, parse
+from netdistill.enhance.notation import Call, FieldRef, check, parse
+from netdistill.errors import NotationError
 from netdistill.lookups.base import Function, Param
 
 F = {

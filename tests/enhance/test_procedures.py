@@ -10,13 +10,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from netdistill.enhance.api import ProcedureBook, procedures_router
-from netdistill.enhance.config import ProcedureChangeError, check_procedure_change
+from netdistill.enhance.config import check_procedure_change
 from netdistill.enhance.plan import build_enhancer, distinct_rows
-from netdistill.errors import SchemeError
+from netdistill.errors import ProcedureChangeError, SchemeError
 from netdistill.gatherer.pipeline import Pipeline
+from netdistill.records.batch import DecodeResult, SourceCounters
 from netdistill.records.schema import conform
 from netdistill.scheme.load import parse_scheme
-from netdistill.sources.base import DecodeResult, SourceCounters
 from netdistill.store.duckdb import DuckDBStore
 
 SCHEME = """\

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netdistill.expr import ExprError, compile_predicate, parse
+from netdistill.errors import ExprError
+from netdistill.expr import compile_predicate, parse
 
 FIELDS = {
     "bytes": "uint64",

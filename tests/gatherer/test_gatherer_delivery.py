@@ -18,8 +18,9 @@ from pathlib import Path
 import peers
 import pytest
 
+from netdistill.errors import SpoolFull
 from netdistill.gatherer.main import Gatherer
-from netdistill.gatherer.spool import RECORDS, Spool, SpoolFull
+from netdistill.gatherer.spool import RECORDS, Spool
 from netdistill.manager.client import ManagerClient
 from netdistill.manager.discovery import read_manager_info
 from netdistill.manager.serve import ManagerProcess

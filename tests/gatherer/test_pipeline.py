@@ -6,8 +6,8 @@ import numpy as np
 import pyarrow as pa
 
 from netdistill.gatherer.pipeline import Pipeline
+from netdistill.records.batch import DecodeResult, Quarantined, SourceCounters
 from netdistill.records.schema import conform
-from netdistill.sources.base import DecodeResult, Quarantined, SourceCounters
 from netdistill.store.duckdb import DuckDBStore
 
 

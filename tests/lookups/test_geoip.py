@@ -13,10 +13,9 @@ from mmdb_files import asn, city, write_mmdb
 from netaddr import IPAddress, IPSet
 
 from netdistill.enhance.plan import build_enhancer
-from netdistill.errors import SchemeError
+from netdistill.errors import LookupDataError, SchemeError
 from netdistill.lookups.asn import Asn, AsnConfig
 from netdistill.lookups.geoip import GeoIP, GeoIPConfig
-from netdistill.lookups.tabular import LookupDataError
 from netdistill.records.schema import conform
 from netdistill.scheme.load import parse_scheme
 

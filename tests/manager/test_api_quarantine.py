@@ -3,7 +3,7 @@
 from fastapi.testclient import TestClient
 
 from netdistill.manager.api import create_app
-from netdistill.sources.base import Quarantined
+from netdistill.records.batch import Quarantined
 from netdistill.store.duckdb import DuckDBStore
 
 

@@ -17,8 +17,8 @@ from netdistill.gatherer.spool import QUARANTINE, RECORDS, Entry
 from netdistill.gatherer.wire import encode_table, pack_entries, to_ids
 from netdistill.manager.api import quarantine_to_table
 from netdistill.manager.serve import ManagerProcess
+from netdistill.records.batch import Quarantined
 from netdistill.records.schema import conform
-from netdistill.sources.base import Quarantined
 
 TOKENS = {"g1": "secret-one", "g2": "secret-two", "old": "secret-old"}
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from netdistill.sources.base import Quarantined
+from netdistill.records.batch import Quarantined
 from netdistill.stages.base import ensure_state_table
 from netdistill.store.duckdb import DuckDBStore
 

@@ -11,9 +11,10 @@ import pytest
 from reports_data import COMMIT_AT, RANGE, T0, build_store, in_range
 
 from netdistill import output
+from netdistill.errors import ReportError
 from netdistill.manager import monitor
 from netdistill.manager.tables import execute
-from netdistill.reports import ReportError, find_report, run_report
+from netdistill.reports import find_report, run_report
 from netdistill.store.duckdb import DuckDBStore
 
 

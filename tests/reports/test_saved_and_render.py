@@ -9,11 +9,9 @@ import pytest
 from pydantic import ValidationError
 from reports_data import RANGE, build_store
 
-from netdistill.errors import ReadOnlyQueryError
+from netdistill.errors import ReadOnlyQueryError, ReportError, UnknownReportError
 from netdistill.reports import (
     Report,
-    ReportError,
-    UnknownReportError,
     delete_report,
     find_report,
     list_reports,

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from netdistill.scheme.load import parse_scheme
 from netdistill.stages.base import StageContext, ensure_state_table
-from netdistill.stages.registry import stage_class
+from netdistill.stages.registry import STAGES
 from netdistill.store.duckdb import DuckDBStore
 
 #: first record's start: bins of 300 s start at T0
@@ -63,7 +63,7 @@ def build_stage(store: DuckDBStore, scheme_text: str, name: str, **context: Any)
     """The manager stage ``name`` of a scheme (HEAD + ``scheme_text``), tables ensured."""
     scheme = parse_scheme(HEAD + scheme_text, filename="s.yaml")
     config = next(s for s in scheme.stages if s.name == name)
-    stage = stage_class(config.type)(
+    stage = STAGES.runtime_class(config.type)(
         config, StageContext(store, scheme, store.path.parent, **context)
     )
     stage.ensure_tables()

@@ -13,7 +13,7 @@ import pytest
 from alert_support import NOW, WebhookReceiver, make_runner, radius_records, rows
 
 from netdistill.manager.monitor import Monitor, MonitorConfig
-from netdistill.sources.base import Quarantined
+from netdistill.records.batch import Quarantined
 from netdistill.stages.balances import TopUp, top_up
 
 #: writes ``<dir>/<state>.json`` with the NETDISTILL_* environment and the stdin JSON;

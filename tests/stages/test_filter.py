@@ -14,9 +14,9 @@ from netdistill.enhance.plan import Enhancer, build_enhancer
 from netdistill.errors import SchemeError
 from netdistill.gatherer.main import source_filters
 from netdistill.gatherer.pipeline import Pipeline
+from netdistill.records.batch import DecodeResult, SourceCounters
 from netdistill.records.schema import conform
 from netdistill.scheme.load import parse_scheme
-from netdistill.sources.base import DecodeResult, SourceCounters
 from netdistill.store.duckdb import DuckDBStore
 
 SCHEME = """\

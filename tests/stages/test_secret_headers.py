@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from alert_support import NOW, WebhookReceiver, make_runner, rows
 
-from netdistill.sources.base import Quarantined
+from netdistill.records.batch import Quarantined
 
 
 @pytest.fixture

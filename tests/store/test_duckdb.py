@@ -9,9 +9,9 @@ import pyarrow as pa
 import pytest
 
 from netdistill.errors import FieldError, ReadOnlyQueryError, StoreError
+from netdistill.records.batch import Quarantined
 from netdistill.records.ip import ipv4_to_text
 from netdistill.records.schema import SOURCE_SCHEMA, conform
-from netdistill.sources.base import Quarantined
 from netdistill.store.duckdb import DuckDBStore
 
 

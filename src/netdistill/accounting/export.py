@@ -54,7 +54,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from netdistill.errors import NetdistillError
+from netdistill.errors import ExportError
 from netdistill.files import write_atomic
 from netdistill.scheme.secrets import Secret, SecretError, reveal_all
 from netdistill.store.duckdb import DuckDBStore
@@ -72,10 +72,6 @@ CREATE TABLE IF NOT EXISTS exports (
     kind VARCHAR NOT NULL, sent_at TIMESTAMPTZ NOT NULL, rows BIGINT NOT NULL,
     sha256 VARCHAR NOT NULL, outcome VARCHAR NOT NULL, detail VARCHAR)
 """
-
-
-class ExportError(NetdistillError):
-    """An export could not be made (unknown period, target not configured …)."""
 
 
 class ExportConfig(BaseModel):

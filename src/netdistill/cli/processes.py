@@ -21,9 +21,9 @@ from netdistill.cli.common import DEFAULT_DATA_DIR, DataDir, app, err, errors, f
 @app.command("check-config")
 def check_config(file: Annotated[Path, typer.Argument(help="Scheme YAML file.")]) -> None:
     """Validate a scheme; print every problem as file:line:column and exit 1 if any."""
-    from netdistill.scheme import load_scheme
+    with errors():  # a plugin that fails to load fails the import: inside, it is one line
+        from netdistill.scheme import load_scheme
 
-    with errors():
         scheme = load_scheme(file)
     parts = {
         "source(s)": len(scheme.sources),
@@ -109,10 +109,10 @@ def run(
 
 def _where(source: Any) -> str:
     """Where a source collects: its sockets (``udp://h:p`` for multi-protocol ones) or
-    the files it follows."""
+    the files it follows; nothing for a source with neither (a plugin's push source)."""
     addresses = [
         ":".join(str(part) for part in address).replace(":", "://", len(address) - 2)
-        for address in source.bound
+        for address in getattr(source, "bound", ())  # sockets are no part of ``Source``
     ]
     paths = getattr(source.config, "paths", None) or []
     return ", ".join(addresses + list(paths))

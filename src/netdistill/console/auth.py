@@ -28,7 +28,7 @@ from netdistill.console.audit import AuditLog
 from netdistill.console.login_limits import LoginLimiter
 from netdistill.console.roles import Role
 from netdistill.console.sessions import COOKIE
-from netdistill.console.users import UserError
+from netdistill.errors import UserError
 
 
 class LoginRequest(BaseModel):

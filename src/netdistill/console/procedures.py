@@ -22,7 +22,8 @@ from fastapi import APIRouter, Depends, Query
 
 from netdistill.console.access import Access
 from netdistill.enhance.config import STANDARD_TYPES
-from netdistill.enhance.notation import Call, Expr, NotationError, assignable, parse
+from netdistill.enhance.notation import Call, Expr, assignable, parse
+from netdistill.errors import NotationError
 from netdistill.records.fields import FIELD_TYPES
 
 

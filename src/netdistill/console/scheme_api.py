@@ -56,7 +56,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 
 from netdistill.console.roles import Role
-from netdistill.errors import NetdistillError, SchemeError
+from netdistill.errors import NetdistillError, SchemeApplyError, SchemeError
 from netdistill.files import write_atomic
 from netdistill.scheme.load import parse_scheme
 from netdistill.scheme.models import Scheme
@@ -72,10 +72,6 @@ from netdistill.scheme.versions import (
     with_section,
 )
 from netdistill.store import Store
-
-
-class SchemeApplyError(NetdistillError):
-    """A valid scheme the running process cannot take over live."""
 
 
 class SchemeEditor:

@@ -20,7 +20,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from netdistill.console.roles import Role
-from netdistill.errors import NetdistillError
+from netdistill.errors import UserError
 from netdistill.manager.tables import execute
 from netdistill.store import Store
 
@@ -32,10 +32,6 @@ CREATE TABLE IF NOT EXISTS users (
 
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD = 8
-
-
-class UserError(NetdistillError):
-    """A user change that cannot be made (bad name, short password, last admin …)."""
 
 
 class UserBook:

@@ -28,14 +28,13 @@ from pydantic import ValidationError
 
 from netdistill.enhance.catalogue import options
 from netdistill.enhance.config import (
-    ProcedureChangeError,
     ProcedureConfig,
     catalogue_of,
     check_procedure_change,
     field_types,
     validate_procedure,
 )
-from netdistill.enhance.notation import NotationError
+from netdistill.errors import NotationError, ProcedureChangeError
 from netdistill.lookups.base import LookupConfigBase
 
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from netdistill.enhance.notation import Call, NotationError, assignable, check, parse
+from netdistill.enhance.notation import Call, assignable, check, parse
+from netdistill.errors import NotationError
 from netdistill.lookups.base import Function, Param
 
 NONE = "<none>"

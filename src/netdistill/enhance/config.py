@@ -54,10 +54,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from netdistill.enhance.notation import NotationError, check, parse
-from netdistill.errors import NetdistillError
+from netdistill.enhance.notation import check, parse
+from netdistill.errors import NotationError, ProcedureChangeError
 from netdistill.lookups.base import Function, LookupConfigBase
-from netdistill.lookups.registry import LOOKUP_TYPES, config_classes
+from netdistill.lookups.registry import LOOKUPS
 from netdistill.records.fields import FIELD_TYPES, STANDARD_FIELDS
 
 #: fields every procedure keeps, whatever ``pass_through`` says
@@ -83,20 +83,21 @@ def _dispatch_lookup(value: Any, handler: Any) -> Any:
     if not isinstance(value, dict):
         return handler(value)
     type_name = value.get("type")
-    if type_name not in LOOKUP_TYPES:
+    if type_name not in LOOKUPS:
         raise _type_error(
             ("type",),
-            f"unknown lookup type {type_name!r}: expected one of {', '.join(LOOKUP_TYPES)}",
+            f"unknown lookup type {type_name!r}: expected one of {', '.join(LOOKUPS)}",
             type_name,
         )
-    classes = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in config_classes()}
-    return classes[type_name].model_validate(value)
+    model = LOOKUPS.config_class(str(type_name))
+    assert model is not None  # every lookup type has settings (a name at least)
+    return model.model_validate(value)
 
 
 if TYPE_CHECKING:
     LookupConfig = LookupConfigBase
 else:
-    _classes = config_classes()
+    _classes = LOOKUPS.config_classes()
     LookupConfig = Annotated[
         _classes[0] if len(_classes) == 1 else Union[tuple(_classes)],  # noqa: UP007
         WrapValidator(lambda value, handler: _dispatch_lookup(value, handler)),
@@ -264,10 +265,6 @@ def validate_procedure(
         return ProcedureConfig.model_validate(dict(data))
     finally:
         _CONTEXT.reset(token)
-
-
-class ProcedureChangeError(NetdistillError):
-    """A change to an enabled procedure's enhancements (disable it first)."""
 
 
 _FROZEN_WHILE_ENABLED = ("trigger", "where", "pass_through", "add_fields", "fields")

@@ -23,17 +23,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from netdistill.errors import NetdistillError
+from netdistill.errors import NotationError
 from netdistill.lookups.base import Function
-
-
-class NotationError(NetdistillError):
-    """An enhancement expression is malformed or ill-typed; ``column`` is 1-based."""
-
-    def __init__(self, message: str, *, column: int) -> None:
-        self.message = message
-        self.column = column
-        super().__init__(f"column {column}: {message}")
 
 
 @dataclass(frozen=True, slots=True)

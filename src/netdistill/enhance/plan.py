@@ -294,7 +294,7 @@ def build_enhancer(scheme: Any, store: Any = None) -> Enhancer | None:
         if p.where is not None
     }
     from netdistill.lookups.registry import build_lookup
-    from netdistill.sources.base import FieldSpec
+    from netdistill.records.batch import FieldSpec
 
     if store is not None:
         from netdistill.store import ensure_fields

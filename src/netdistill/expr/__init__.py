@@ -6,8 +6,9 @@
 ``compile_predicate`` does all three. The language is described in docs/expressions.md.
 """
 
+from netdistill.errors import ExprError
 from netdistill.expr.compile import compile_predicate, to_polars
-from netdistill.expr.parse import ExprError, parse
+from netdistill.expr.parse import parse
 from netdistill.expr.types import check
 
 __all__ = ["ExprError", "check", "compile_predicate", "parse", "to_polars"]

@@ -25,16 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from netdistill.errors import NetdistillError
-
-
-class ExprError(NetdistillError):
-    """A boolean expression is malformed or ill-typed; ``column`` is 1-based."""
-
-    def __init__(self, message: str, *, column: int) -> None:
-        self.message = message
-        self.column = column
-        super().__init__(f"column {column}: {message}")
+from netdistill.errors import ExprError
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,10 +15,10 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from netdistill.errors import ExprError
 from netdistill.expr.parse import (
     BoolOp,
     Compare,
-    ExprError,
     Field,
     InList,
     InNetwork,

@@ -26,15 +26,17 @@ import pyarrow as pa
 from pydantic import TypeAdapter
 
 from netdistill import __version__
+from netdistill.errors import SpoolFull
 from netdistill.gatherer.config import ForwardConfig, SpoolConfig
 from netdistill.gatherer.forward import Forwarder, destination_name
 from netdistill.gatherer.pipeline import Pipeline
-from netdistill.gatherer.spool import QUARANTINE, RECORDS, Spool, SpoolFull
+from netdistill.gatherer.spool import QUARANTINE, RECORDS, Spool
 from netdistill.gatherer.wire import encode_table, to_ids
 from netdistill.manager.api import quarantine_to_table
+from netdistill.records.batch import Quarantined
+from netdistill.scheme.diff import NamedDiff
 from netdistill.scheme.models import SourceConfig
-from netdistill.sources.base import Quarantined
-from netdistill.sources.registry import source_class
+from netdistill.sources.base import SourceContext, build_source
 
 log = logging.getLogger(__name__)
 
@@ -221,21 +223,18 @@ class Gatherer:
             filters = {
                 name: [f for f in plan.get("filters", []) if f["input"] == name] for name in wanted
             }
-            for name in list(self.pipelines):
-                config, pipeline = self.pipelines[name]
-                if (wanted.get(name), filters.get(name)) != config:
-                    pipeline.stop()
-                    del self.pipelines[name]
-                    log.warning("source %s stopped (plan %s)", name, plan.get("version"))
-            for name, raw in wanted.items():
-                if name in self.pipelines:
-                    continue
+            running = {name: config for name, (config, _) in self.pipelines.items()}
+            diff = NamedDiff.of(running, {n: (raw, filters[n]) for n, raw in wanted.items()})
+            for name in diff.to_stop:
+                self.pipelines.pop(name)[1].stop()
+                log.warning("source %s stopped (plan %s)", name, plan.get("version"))
+            for raw, _ in diff.to_start:
+                name = raw["name"]
                 config = self._source_adapter.validate_python(raw)
-                source = source_class(config.type)(
-                    config,
-                    state_dir=self.data_dir / "state",
-                    queue_limit=int(settings.get("queue_datagrams", 500_000)),
+                context = SourceContext(
+                    self.data_dir / "state", int(settings.get("queue_datagrams", 500_000))
                 )
+                source = build_source(config, context)
                 pipeline = Pipeline(
                     [source],
                     self.sink,

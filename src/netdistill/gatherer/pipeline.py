@@ -13,28 +13,36 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import pyarrow as pa
 
+from netdistill.records.batch import DecodeResult, Quarantined
 from netdistill.records.schema import with_constant
-from netdistill.sources.base import DecodeResult, Quarantined, SourceCounters
+from netdistill.sources.base import PolledSource
 
 log = logging.getLogger(__name__)
 
 
-class PolledSource(Protocol):
-    name: str
+class RecordProcess(Protocol):
+    """What the flow plan does to a source's records before they are committed (its
+    filters and procedures: ``enhance.plan.Enhancer``). Every method is part of the
+    contract, none is probed: a process with nothing to count returns empty lists.
 
-    @property
-    def counters(self) -> SourceCounters: ...
+    ``__call__`` must be pure, because a batch whose commit failed is processed again on
+    retry; ``committed`` is called once per batch, after its commit (filters count the
+    drops of committed batches only); ``close`` once, when no batch uses it any more."""
 
-    def start(self) -> None: ...
-    def poll(self, max_datagrams: int) -> DecodeResult: ...
-    def pending(self) -> int: ...
-    def stop(self) -> None: ...
-    def flush(self) -> DecodeResult: ...
-    def status(self) -> dict[str, object]: ...
+    def __call__(self, source_name: str, records: pa.Table) -> pa.Table: ...
+    def committed(self, source_name: str) -> None: ...
+
+    def status(self) -> list[dict[str, Any]]:
+        """Its lookups' counters (for the status and heartbeats)."""
+
+    def filter_status(self) -> list[dict[str, Any]]:
+        """Records its filters dropped, per filter."""
+
+    def close(self) -> None: ...
 
 
 class Sink(Protocol):
@@ -54,13 +62,11 @@ class Pipeline:
         gatherer: str = "local",
         interval_s: float = 0.5,
         max_datagrams: int = 20_000,
-        process: Callable[[str, pa.Table], pa.Table] | None = None,
+        process: RecordProcess | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sources = list(sources)
         #: what the flow plan does to a source's records before they are committed
-        #: (filters, enhancements): ``process(source_name, records) -> records``; it must
-        #: be pure, because a batch whose commit failed is processed again on retry
         self.process = process
         self.sink = sink
         self.gatherer = gatherer
@@ -97,9 +103,8 @@ class Pipeline:
             sequence = self._sequences[source.name] + 1
             n = self.sink.commit(records, origin=self._origin(source), sequence=sequence)
             self._sequences[source.name] = sequence
-            committed = getattr(self.process, "committed", None)
-            if committed is not None:  # filters count drops of committed batches only
-                committed(source.name)
+            if self.process is not None:  # filters count drops of committed batches only
+                self.process.committed(source.name)
             result.records = result.records.slice(0, 0)
             self.committed_records += n
             self.committed_batches += 1
@@ -166,7 +171,7 @@ class Pipeline:
         self,
         remove: Sequence[str],
         add: Sequence[PolledSource],
-        process: Callable[[str, pa.Table], pa.Table] | None,
+        process: RecordProcess | None,
     ) -> None:
         """Between two steps: stop the sources named in ``remove`` after committing all
         they received (with the old ``process``), then take ``process`` and start ``add``;
@@ -199,6 +204,6 @@ class Pipeline:
             "errors": self.errors,
             "last_error": self.last_error,
             "sources": [s.status() for s in self.sources],
-            "lookups": getattr(self.process, "status", list)(),  # an enhancer's lookups
-            "filters": getattr(self.process, "filter_status", list)(),  # records dropped
+            "lookups": self.process.status() if self.process is not None else [],
+            "filters": self.process.filter_status() if self.process is not None else [],
         }

@@ -47,6 +47,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from netdistill.errors import SpoolFull
 from netdistill.files import write_atomic
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,6 @@ _HEAD = struct.Struct("<BQQIH")
 _TIME = struct.Struct("<Q")
 _TIMED = 0x80
 _SEGMENT_SUFFIX = ".seg"
-
-
-class SpoolFull(Exception):
-    """The spool is at its bound and the policy is ``block``: try again later."""
 
 
 @dataclass(frozen=True, slots=True)

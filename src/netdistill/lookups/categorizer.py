@@ -26,7 +26,8 @@ import polars as pl
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from netdistill.expr import ExprError, check, parse, to_polars
+from netdistill.errors import ExprError
+from netdistill.expr import check, parse, to_polars
 from netdistill.lookups.base import CacheConfig, Function, LookupConfigBase, Param
 from netdistill.records.fields import FIELD_TYPES, STANDARD_FIELDS
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import ipaddress
 import struct
 
+from netdistill.errors import WireError
+
 TYPE_A = 1
 TYPE_CNAME = 5
 TYPE_PTR = 12
@@ -38,10 +40,6 @@ _HEADER = struct.Struct("!HHHHHH")
 _RR = struct.Struct("!HHIH")
 _QTAIL = struct.Struct("!HH")
 _MAX_HOPS = 16
-
-
-class WireError(ValueError):
-    """An answer that cannot be read (truncated, bad pointer, wrong question …)."""
 
 
 def encode_name(name: str) -> bytes:

@@ -47,6 +47,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from netdistill.errors import LookupUnavailableError
 from netdistill.lookups.base import Function, LookupConfigBase, LookupCounters, Param
 from netdistill.records.fields import FIELD_TYPES
 from netdistill.scheme.secrets import Secret
@@ -107,8 +108,8 @@ class LdapConfig(LookupConfigBase):
         ]
 
 
-class _Unreachable(Exception):
-    pass
+class _Unreachable(LookupUnavailableError):
+    """The directory server did not answer; raised and caught in this module only."""
 
 
 class LdapLookup:

@@ -46,8 +46,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
+from netdistill.errors import LookupDataError
 from netdistill.lookups.base import Function, LookupConfigBase, LookupCounters
-from netdistill.lookups.tabular import LookupDataError
 from netdistill.records.fields import FIELD_TYPES
 
 #: a reader record (decoded MMDB map) and the matched network → one output row

@@ -29,9 +29,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
+from netdistill.errors import LookupDataError
 from netdistill.expr.ipnum import mask_halves, parse_ips
 from netdistill.lookups.base import CacheConfig, Function, LookupConfigBase, Param
-from netdistill.lookups.tabular import LookupDataError, RowsSource, load_rows
+from netdistill.lookups.tabular import RowsSource, load_rows
 from netdistill.records.fields import FIELD_TYPES
 
 

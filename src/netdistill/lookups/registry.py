@@ -1,17 +1,19 @@
 """Named lookup types: the ``type:`` of a scheme ``lookups:`` entry → config model and
-runtime class, both as ``"module:Class"`` (imported lazily, as ``sources/registry.py``).
+runtime class (``plugins.Registry``), plus the entry-point group ``netdistill.lookups``.
 
 Runtime contract: ``Class(config, *, store=None)``; ``functions()``, ``call(function,
-keys)`` and ``close()`` as in ``lookups/base.py``. A new lookup registers itself here in
-one line.
+keys)`` and ``close()`` as in ``lookups/base.py``. A new built-in lookup registers itself
+here in one line; a third-party one ships as a package (docs/plugins.md).
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-#: type → (config model, runtime class)
+from netdistill.lookups.base import LookupConfigBase
+from netdistill.plugins import Registry
+
+#: type → (config model, runtime class), as ``"module:Class"``
 LOOKUP_TYPES: dict[str, tuple[str, str]] = {
     "ports": ("netdistill.lookups.ports:PortsConfig", "netdistill.lookups.ports:Ports"),
     "prefix": ("netdistill.lookups.prefix:PrefixConfig", "netdistill.lookups.prefix:Prefix"),
@@ -31,22 +33,14 @@ LOOKUP_TYPES: dict[str, tuple[str, str]] = {
     "snmp": ("netdistill.lookups.snmp:SnmpConfig", "netdistill.lookups.snmp:SnmpLookup"),
 }
 
-
-def _load(target: str) -> Any:
-    module_name, _, class_name = target.partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
-
-
-def config_classes() -> list[Any]:
-    return [_load(config) for config, _ in LOOKUP_TYPES.values()]
-
-
-def lookup_class(type_name: str) -> Any:
-    return _load(LOOKUP_TYPES[type_name][1])
+#: every lookup type, built in or from a distribution's ``netdistill.lookups`` entry point
+LOOKUPS: Registry[Any] = Registry(
+    "lookup", LOOKUP_TYPES, group="netdistill.lookups", config_base=LookupConfigBase
+)
 
 
 def build_lookup(config: Any, *, store: Any = None) -> Any:
     """The runtime lookup of ``config``, wrapped in its cache/timeout/concurrency runner."""
     from netdistill.lookups.runner import LookupRunner
 
-    return LookupRunner(lookup_class(config.type)(config, store=store), config)
+    return LookupRunner(LOOKUPS.runtime_class(config.type)(config, store=store), config)

@@ -62,6 +62,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from netdistill.errors import SnmpWalkError
 from netdistill.lookups.base import Function, LookupConfigBase, LookupCounters, Param
 from netdistill.scheme.secrets import Secret, SecretError
 
@@ -171,14 +172,6 @@ def split_address(text: str, default_port: int) -> tuple[str, int]:
 
 def _dotted(oid: tuple[int, ...]) -> str:
     return ".".join(map(str, oid))
-
-
-class SnmpWalkError(Exception):
-    """A walk that did not complete; ``reason`` is what the counters show."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
 
 
 @dataclass(slots=True)

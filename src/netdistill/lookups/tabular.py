@@ -17,12 +17,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from netdistill.errors import NetdistillError
+from netdistill.errors import LookupDataError
 from netdistill.records.fields import FIELD_TYPES
-
-
-class LookupDataError(NetdistillError):
-    """A lookup's table could not be loaded (file, query or column types)."""
 
 
 class RowsSource(BaseModel):

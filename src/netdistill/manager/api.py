@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from netdistill import __version__
 from netdistill.errors import NetdistillError
-from netdistill.sources.base import Quarantined
+from netdistill.records.batch import Quarantined
 from netdistill.store import Store
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"

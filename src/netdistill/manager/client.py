@@ -20,7 +20,7 @@ from netdistill.manager.api import (
     table_to_ipc,
 )
 from netdistill.manager.discovery import ManagerInfo, client_verify
-from netdistill.sources.base import Quarantined
+from netdistill.records.batch import Quarantined
 
 
 class ManagerClient:

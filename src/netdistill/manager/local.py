@@ -28,17 +28,15 @@ from netdistill.enhance.config import check_procedures_change
 from netdistill.enhance.plan import build_enhancer
 from netdistill.gatherer.pipeline import Pipeline
 from netdistill.manager.main import Manager
+from netdistill.scheme.diff import SchemeDiff
 from netdistill.scheme.load import demo_scheme_path, parse_scheme
 from netdistill.scheme.models import Scheme
-from netdistill.sources.registry import source_class
+from netdistill.sources.base import SourceContext, build_source
 from netdistill.stages.runner import StageRunner
 from netdistill.store import ensure_fields
 from netdistill.store.duckdb import DuckDBStore
 
 log = logging.getLogger(__name__)
-
-#: sections whose change rebuilds the enhancer and the stage runner
-FLOW_SECTIONS = ("sources", "lookups", "procedures", "stages")
 
 
 @dataclass
@@ -58,14 +56,8 @@ class LocalSystem:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = DuckDBStore(self.data_dir / self.scheme.store.path)
         config = self.scheme.manager
-        sources = [
-            source_class(s.type)(
-                self._resolved(s),
-                state_dir=self.data_dir / "state",
-                queue_limit=config.queue_datagrams,
-            )
-            for s in self.scheme.sources
-        ]
+        context = SourceContext(self.data_dir / "state", config.queue_datagrams)
+        sources = [build_source(self._resolved(s), context) for s in self.scheme.sources]
         for source in sources:
             ensure_fields(self.store, source.fields, source=source.name)
         enhancer = build_enhancer(self.scheme, self.store)
@@ -124,11 +116,8 @@ class LocalSystem:
         self.pipeline.process = self.enhancer
 
     def _new_source(self, config: Any, manager: Any) -> Any:
-        source = source_class(config.type)(
-            self._resolved(config),
-            state_dir=self.data_dir / "state",
-            queue_limit=manager.queue_datagrams,
-        )
+        context = SourceContext(self.data_dir / "state", manager.queue_datagrams)
+        source = build_source(self._resolved(config), context)
         ensure_fields(self.store, source.fields, source=source.name)
         return source
 
@@ -138,27 +127,24 @@ class LocalSystem:
         definition changed."""
         old = self.scheme
         check_procedures_change(old.procedures, new.procedures)
-        before = {s.name: s for s in old.sources}
-        after = {s.name: s for s in new.sources}
-        remove = [n for n, s in before.items() if n not in after or after[n] != s]
-        add = [s for n, s in after.items() if n not in before or before[n] != s]
-        previous: Any = None
-        flow = any(getattr(old, k) != getattr(new, k) for k in FLOW_SECTIONS) or (
-            old.manager.stages_interval_s != new.manager.stages_interval_s
-        )
+        diff = SchemeDiff(old, new)
+        sources = diff.all_sources  # ``run`` runs every source, whatever its gatherer
+        add = sources.to_start
+        previous = None
+        flow = diff.flow_changed
         stages = self.manager.stages
         if flow:
             enhancer = build_enhancer(new, self.store)
             added = [self._new_source(config, new.manager) for config in add]
             previous = self.pipeline.process
-            self.pipeline.change_sources(remove, added, enhancer)
+            self.pipeline.change_sources(sources.to_stop, added, enhancer)
             self.enhancer = enhancer
             stages = StageRunner.for_scheme(self.store, new, self.data_dir, enhancer)
         self.pipeline.interval_s = new.manager.commit_interval_s
         self.pipeline.max_datagrams = new.manager.max_batch_datagrams
         self.manager.reconfigure(new.manager, stages)  # stops the old runner
-        if flow:  # nothing uses the old lookups any more
-            getattr(previous, "close", lambda: None)()
+        if previous is not None:  # nothing uses the old lookups any more
+            previous.close()
         self.scheme = new
         # the procedures page follows the new scheme (its router holds this book)
         fresh = ProcedureBook.from_scheme(new, on_change=self._procedures_changed)

@@ -35,7 +35,7 @@ from netdistill.manager.auth import GathererAuth
 from netdistill.scheme.load import load_scheme, parse_scheme
 from netdistill.scheme.models import Scheme
 from netdistill.scheme.secrets import SecretError
-from netdistill.sources.registry import source_class
+from netdistill.sources.base import declared_fields
 from netdistill.stages.filter import Filter, FilterConfig
 from netdistill.store import Store, ensure_fields
 
@@ -90,9 +90,7 @@ class PlanService:
         sources = [s for s in scheme.sources if s.gatherer == gatherer]
         with self._lock:  # fields a source declares exist before the gatherer sends them
             for source in sources:
-                specs = getattr(source_class(source.type), "fields", ())
-                if isinstance(specs, tuple | list):
-                    ensure_fields(self.store, specs, source=source.name)
+                ensure_fields(self.store, declared_fields(source.type), source=source.name)
         config = next((g for g in scheme.gatherers if g.name == gatherer), None)
         body: dict[str, Any] = {
             "gatherer": gatherer,

@@ -30,8 +30,9 @@ from netdistill.manager.auth import GathererAuth
 from netdistill.manager.ingest import Ingest, ingest_router
 from netdistill.manager.main import Manager
 from netdistill.manager.plan import PlanService, plan_router
+from netdistill.scheme.diff import SchemeDiff
 from netdistill.scheme.models import Scheme
-from netdistill.sources.registry import source_class
+from netdistill.sources.base import SourceContext, build_source
 from netdistill.stages.runner import StageRunner
 from netdistill.store import ensure_fields
 from netdistill.store.duckdb import DuckDBStore
@@ -89,11 +90,8 @@ class ManagerProcess:
         self.manager.start()
 
     def _new_source(self, config: Any, scheme: Scheme) -> Any:
-        source = source_class(config.type)(
-            config,
-            state_dir=self.data_dir / "state",
-            queue_limit=scheme.manager.queue_datagrams,
-        )
+        context = SourceContext(self.data_dir / "state", scheme.manager.queue_datagrams)
+        source = build_source(config, context)
         ensure_fields(self.store, source.fields, source=source.name)
         return source
 
@@ -115,14 +113,10 @@ class ManagerProcess:
         definition changed."""
         old = self.scheme
         check_procedures_change(old.procedures, new.procedures)
-        before = {s.name: s for s in old.sources if s.gatherer == "local"}
-        after = {s.name: s for s in new.sources if s.gatherer == "local"}
-        remove = [n for n, s in before.items() if n not in after or after[n] != s]
-        add = [s for n, s in after.items() if n not in before or before[n] != s]
-        flow = any(
-            getattr(old, k) != getattr(new, k)
-            for k in ("sources", "lookups", "procedures", "stages")
-        ) or (old.manager.stages_interval_s != new.manager.stages_interval_s)
+        diff = SchemeDiff(old, new)
+        local = diff.sources_on("local")  # the sources this process runs itself
+        remove, add = local.to_stop, local.to_start
+        flow = diff.flow_changed
         stages = self.manager.stages
         previous = self.enhancer
         if flow:

@@ -6,15 +6,8 @@ and HTML, CSV and JSON output (SYSTEM.md §6, seed 003). See docs/reports.md.
 HTTP routes; ``netdistill report`` (``cli/report.py``) is the command line.
 """
 
-from netdistill.reports.catalogue import (
-    ChartSpec,
-    Report,
-    ReportError,
-    ReportParam,
-    ReportResult,
-    UnknownReportError,
-    run_report,
-)
+from netdistill.errors import ReportError, UnknownReportError
+from netdistill.reports.catalogue import ChartSpec, Report, ReportParam, ReportResult, run_report
 from netdistill.reports.saved import delete_report, find_report, list_reports, save_report
 
 __all__ = [

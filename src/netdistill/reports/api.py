@@ -19,7 +19,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 
-from netdistill.reports.catalogue import Report, ReportError, UnknownReportError, run_report
+from netdistill.errors import ReportError, UnknownReportError
+from netdistill.reports.catalogue import Report, run_report
 from netdistill.reports.render import FORMATS, MEDIA_TYPES, render
 from netdistill.reports.saved import delete_report, find_report, list_reports, save_report
 

@@ -34,7 +34,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from netdistill.errors import NetdistillError, StoreError
+from netdistill.errors import ReportError, StoreError
 from netdistill.store.duckdb import check_read_only
 
 #: ``$name`` placeholders (DuckDB named parameters); ``$1`` positional ones are refused.
@@ -42,14 +42,6 @@ _PLACEHOLDER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _RELATIVE = re.compile(r"^now\s*(?:-\s*(\d+(?:\.\d+)?)\s*([smhdw]))?$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
-
-
-class ReportError(NetdistillError):
-    """A report is badly defined, refused, or was given a bad parameter value."""
-
-
-class UnknownReportError(ReportError):
-    """No report has this name."""
 
 
 class ReportParam(BaseModel):

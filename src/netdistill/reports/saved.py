@@ -20,9 +20,10 @@ import json
 import time
 from typing import Any
 
+from netdistill.errors import ReportError, UnknownReportError
 from netdistill.manager.tables import execute
 from netdistill.reports.builtin import BUILTIN_REPORTS
-from netdistill.reports.catalogue import Report, ReportError, UnknownReportError
+from netdistill.reports.catalogue import Report
 from netdistill.store.duckdb import check_read_only
 
 _DDL = """

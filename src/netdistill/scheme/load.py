@@ -61,11 +61,11 @@ def _locate(positions: dict[tuple[Any, ...], Position], loc: tuple[Any, ...]) ->
 def _without_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     """Drop the discriminator tags pydantic puts in locations (``sources.0.netflow.x``,
     ``lookups.1.prefix.values``)."""
-    from netdistill.lookups.registry import LOOKUP_TYPES
-    from netdistill.sources.registry import SOURCE_TYPES
-    from netdistill.stages.registry import STAGE_TYPES
+    from netdistill.lookups.registry import LOOKUPS
+    from netdistill.sources.registry import SOURCES
+    from netdistill.stages.registry import STAGES
 
-    tags = {"sources": SOURCE_TYPES, "lookups": LOOKUP_TYPES, "stages": STAGE_TYPES}
+    tags = {"sources": SOURCES, "lookups": LOOKUPS, "stages": STAGES}
     out: list[Any] = []
     for index, part in enumerate(loc):
         after_list_index = index > 1 and isinstance(loc[index - 1], int)

@@ -16,7 +16,7 @@ from netdistill.manager.monitor import MonitorConfig
 from netdistill.manager.windows import WindowsConfig
 from netdistill.scheme.secrets import Secret
 from netdistill.sources.config import SourceConfigBase
-from netdistill.sources.registry import config_classes
+from netdistill.sources.registry import SOURCES
 from netdistill.stages.config import StagesSection, check_references
 
 
@@ -83,7 +83,7 @@ def _union(classes: list[Any]) -> Any:
 if TYPE_CHECKING:
     SourceConfig = SourceConfigBase
 else:
-    SourceConfig = Annotated[_union(config_classes()), Field(discriminator="type")]
+    SourceConfig = Annotated[_union(SOURCES.config_classes()), Field(discriminator="type")]
 
 
 class Scheme(Model):

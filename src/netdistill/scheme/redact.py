@@ -84,15 +84,19 @@ def _walk(model: type[BaseModel], keys: set[str], maps: set[str], seen: set[type
 @functools.cache
 def secret_keys() -> tuple[frozenset[str], frozenset[str]]:
     """(keys whose value is a secret, keys whose values are all secrets)."""
-    from netdistill.lookups.registry import config_classes as lookup_classes
+    from netdistill.lookups.registry import LOOKUPS
     from netdistill.scheme.models import Scheme
-    from netdistill.sources.registry import config_classes as source_classes
-    from netdistill.stages.registry import config_classes as stage_classes
+    from netdistill.sources.registry import SOURCES
+    from netdistill.stages.registry import STAGES
+
+    source_classes, lookup_classes = SOURCES.config_classes, LOOKUPS.config_classes
+    stage_classes = STAGES.config_classes
 
     keys: set[str] = set()
     maps: set[str] = set()
     seen: set[type] = set()
-    for model in [Scheme, *source_classes(), *lookup_classes(), *stage_classes()]:
+    models: list[type[BaseModel]] = [Scheme, *source_classes(), *lookup_classes()]
+    for model in [*models, *stage_classes()]:
         _walk(model, keys, maps, seen)
     return frozenset(keys), frozenset(maps)
 

@@ -53,7 +53,7 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
-from netdistill.errors import NetdistillError
+from netdistill.errors import SecretError
 
 MASK = "***"
 Mode = Literal["masked", "reference", "reveal", "stored"]
@@ -61,11 +61,6 @@ MODES: tuple[Mode, ...] = ("masked", "reference", "reveal", "stored")
 
 _BASE_DIR: ContextVar[Path | None] = ContextVar("netdistill_secrets_base", default=None)
 _WITHHELD_OK: ContextVar[bool] = ContextVar("netdistill_secrets_withheld_ok", default=False)
-
-
-class SecretError(NetdistillError):
-    """A secret could not be read where it is used (the file went away, the variable is
-    unset, or the value was withheld from the store)."""
 
 
 @contextlib.contextmanager

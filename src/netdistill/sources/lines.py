@@ -17,19 +17,20 @@ their place (``file:line``, ``peer``). Lines a format recognises and does not ne
 (Postfix ``connect from``) are neither records nor bad.
 
 A format registers itself in ``FORMATS`` in one line, with an optional pydantic model of
-its options (``format_options:`` in the scheme, validated by ``check-config``).
+its options (``format_options:`` in the scheme, validated by ``check-config``); they are
+imported lazily through the same ``plugins.Registry`` as sources, lookups and stages.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pyarrow as pa
 
-from netdistill.sources.base import FieldSpec
+from netdistill.plugins import Registry
+from netdistill.records.batch import FieldSpec
 
 #: format name → (options model or "", format class), both as "module:Class"
 FORMATS: dict[str, tuple[str, str]] = {
@@ -60,6 +61,9 @@ FORMATS: dict[str, tuple[str, str]] = {
     "cef": ("", "netdistill.sources.syslog.cef:CefFormat"),
 }
 
+#: the line formats by name (built in only: no entry-point group yet)
+LINE_FORMATS: Registry[Any] = Registry("line format", FORMATS)
+
 
 @dataclass(slots=True)
 class Parsed:
@@ -82,28 +86,23 @@ class LineFormat(Protocol):
         """Records held back waiting for more lines (end of input or shutdown)."""
 
 
-def _load(target: str) -> Any:
-    module_name, _, class_name = target.partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
-
-
 def check_format(name: str, options: Mapping[str, Any]) -> Any:
     """Validate a format name and its options; returns the options model (or None).
 
     Raises ``ValueError`` with a message for the scheme's error report."""
-    if name not in FORMATS:
-        known = ", ".join(sorted(FORMATS)) or "none"
+    if name not in LINE_FORMATS:
+        known = ", ".join(sorted(LINE_FORMATS)) or "none"
         raise ValueError(f"unknown format {name!r} (known: {known})")
-    options_model, _ = FORMATS[name]
-    if not options_model:
+    options_model = LINE_FORMATS.config_class(name)
+    if options_model is None:
         if options:
             raise ValueError(f"format {name!r} takes no format_options")
         return None
-    return _load(options_model).model_validate(dict(options))
+    return options_model.model_validate(dict(options))
 
 
 def make_format(name: str, options: Mapping[str, Any] | None = None) -> LineFormat:
     """A new, independent instance of format ``name`` (formats may keep state)."""
     checked = check_format(name, options or {})
-    cls = _load(FORMATS[name][1])
+    cls = LINE_FORMATS.runtime_class(name)
     return cls(checked) if checked is not None else cls()

@@ -81,11 +81,9 @@ class CaptureStats:
         }
 
 
-class _Skip(Exception):
-    """A packet that is not a usable UDP datagram; ``reason`` names its counter."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
+class _Skip(DecodeError):
+    """A packet that is not a usable UDP datagram; ``reason`` names its counter. Private
+    control flow: raised and caught in this module only."""
 
 
 def _ip_payload_start(frame: bytes, linktype: int) -> tuple[int, int]:

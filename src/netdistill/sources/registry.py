@@ -1,22 +1,19 @@
-"""Named source types: the ``type:`` of a scheme entry → its config model and runtime class.
+"""Named source types: the ``type:`` of a scheme ``sources:`` entry → its config model and
+runtime class (``plugins.Registry``), plus the entry-point group ``netdistill.sources``.
 
-Both are named as ``"module:Class"``. Config models are imported when the scheme model is
-built (``check-config`` validates every source before anything starts); runtime classes
-are imported on first use, so a deployment loads only the protocol libraries its scheme
-uses. A new device registers itself here in one line.
-
-Runtime contract (what ``gatherer.pipeline.PolledSource`` calls): constructed as
-``Class(config, state_dir=Path, queue_limit=int)``; ``fields`` lists the ``FieldSpec``
-values it produces beyond the standard fields; lifecycle ``start`` → repeated ``poll``
-from one thread → ``stop`` → ``flush``; ``status()`` for the API and heartbeats.
+A new built-in device registers itself here in one line; a third-party one ships as a
+package with an entry point (docs/plugins.md). What a runtime class must do is the
+``Source`` protocol in ``sources/base.py``; ``sources.base.build_source`` builds one.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-#: type → (config model, runtime class)
+from netdistill.plugins import Registry
+from netdistill.sources.config import SourceConfigBase
+
+#: type → (config model, runtime class), as ``"module:Class"``
 SOURCE_TYPES: dict[str, tuple[str, str]] = {
     "netflow": (
         "netdistill.sources.netflow.config:NetflowSourceConfig",
@@ -44,15 +41,7 @@ SOURCE_TYPES: dict[str, tuple[str, str]] = {
     ),
 }
 
-
-def _load(target: str) -> Any:
-    module_name, _, class_name = target.partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
-
-
-def config_classes() -> list[Any]:
-    return [_load(config) for config, _ in SOURCE_TYPES.values()]
-
-
-def source_class(type_name: str) -> Any:
-    return _load(SOURCE_TYPES[type_name][1])
+#: every source type, built in or from a distribution's ``netdistill.sources`` entry point
+SOURCES: Registry[Any] = Registry(
+    "source", SOURCE_TYPES, group="netdistill.sources", config_base=SourceConfigBase
+)

@@ -54,6 +54,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator
 
+from netdistill.errors import StageCheckError
 from netdistill.expr import compile_predicate
 from netdistill.expr.types import group
 from netdistill.records.fields import FIELD_TYPES
@@ -69,7 +70,6 @@ from netdistill.stages.base import (
 )
 from netdistill.stages.filter import (
     STANDARD_TYPES,
-    StageCheckError,
     check_expression,
     expression_fields,
     input_field_types,
@@ -284,7 +284,7 @@ class AggregateStage:
             with self.store.transaction() as tx:
                 tx.execute(create_table_sql(self.table, schema))
         else:
-            from netdistill.sources.base import FieldSpec
+            from netdistill.records.batch import FieldSpec
             from netdistill.store import ensure_fields
 
             types = self.config.output_field_types(self.context.scheme)

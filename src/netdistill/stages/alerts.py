@@ -60,7 +60,8 @@ import polars as pl
 from fastapi import APIRouter
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 
-from netdistill.expr import ExprError, compile_predicate, parse
+from netdistill.errors import ExprError
+from netdistill.expr import compile_predicate, parse
 from netdistill.expr.parse import Field as ExprField
 from netdistill.manager.monitor import SILENT
 from netdistill.manager.monitor import ensure_tables as ensure_alerts_table

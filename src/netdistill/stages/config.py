@@ -11,30 +11,30 @@ from pydantic_core import PydanticCustomError
 
 from netdistill.enhance.config import check_unique_names
 from netdistill.stages.base import StageConfigBase
-from netdistill.stages.registry import STAGE_TYPES, config_classes
+from netdistill.stages.registry import STAGES
 
 
 def _dispatch_stage(value: Any, handler: Any) -> Any:
     if not isinstance(value, dict):
         return handler(value)
     type_name = value.get("type")
-    if type_name not in STAGE_TYPES:
+    if type_name not in STAGES:
         raise ValidationError.from_exception_data(
             "scheme",
             [
                 {
                     "type": PydanticCustomError(
                         "value_error",
-                        f"unknown stage type {type_name!r}: expected one of "
-                        f"{', '.join(STAGE_TYPES)}",
+                        f"unknown stage type {type_name!r}: expected one of {', '.join(STAGES)}",
                     ),
                     "loc": ("type",),
                     "input": type_name,
                 }
             ],
         )
-    classes = {cls.model_fields["type"].default: cls for cls in config_classes()}
-    return classes[type_name].model_validate(value)
+    model = STAGES.config_class(str(type_name))
+    assert model is not None  # every stage type has settings (a name at least)
+    return model.model_validate(value)
 
 
 def _unique_stages(value: Any, handler: Any) -> Any:
@@ -46,7 +46,7 @@ def _unique_stages(value: Any, handler: Any) -> Any:
 if TYPE_CHECKING:
     StageConfig = StageConfigBase
 else:
-    _classes = config_classes()
+    _classes = STAGES.config_classes()
     StageConfig = Annotated[
         Union[tuple(_classes)],  # noqa: UP007
         WrapValidator(lambda value, handler: _dispatch_stage(value, handler)),

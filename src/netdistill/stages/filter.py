@@ -34,7 +34,8 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field
 
-from netdistill.expr import ExprError, check, compile_predicate, parse
+from netdistill.errors import ExprError, StageCheckError
+from netdistill.expr import check, compile_predicate, parse
 from netdistill.expr.parse import Node
 from netdistill.records.fields import FIELD_TYPES, STANDARD_FIELDS
 from netdistill.stages.base import StageConfigBase
@@ -54,16 +55,6 @@ class FilterConfig(StageConfigBase):
 
     def check_in_scheme(self, scheme: Any) -> None:
         check_expression(self.where, input_field_types(self.input, scheme), f"stage {self.name!r}")
-
-
-class StageCheckError(ValueError):
-    """A stage entry that does not fit the scheme; ``key`` is the entry's key at fault
-    (the scheme loader reports the error at its line)."""
-
-    def __init__(self, message: str, *, key: str, value: Any) -> None:
-        super().__init__(message)
-        self.key = key
-        self.value = value
 
 
 def check_expression(text: str, types: Mapping[str, str], where: str) -> None:
@@ -100,9 +91,9 @@ def source_field_types(config: Any) -> dict[str, str]:
     """Fields a source config declares beyond the standard ones (generic line formats
     map their own; a source class may list ``fields``)."""
     out: dict[str, str] = {}
-    from netdistill.sources.registry import source_class
+    from netdistill.sources.base import declared_fields
 
-    specs = getattr(source_class(config.type), "fields", ())
+    specs: Any = declared_fields(config.type)
     for owner in (config, getattr(config, "options", None)):
         declared = getattr(owner, "fields", None)
         if isinstance(declared, tuple | list):

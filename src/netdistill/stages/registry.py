@@ -1,17 +1,21 @@
 """Named stage types: the ``type:`` of a scheme ``stages:`` entry → config model and
-runtime class, both as ``"module:Class"`` (imported lazily, as ``sources/registry.py``).
+runtime class (``plugins.Registry``), plus the entry-point group ``netdistill.stages``.
 
 Runtime contract: a config class says where it runs with ``placement`` (``"pipeline"``:
 built by ``stages/filter.py``'s flow hook; ``"manager"``: ``Class(config, context)``
-driven by ``StageRunner``). A new stage type registers itself here in one line.
+driven by ``StageRunner``, the ``Stage`` protocol of ``stages/base.py``). A new built-in
+stage type registers itself here in one line; a third-party one ships as a package
+(docs/plugins.md).
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-#: type → (config model, runtime class)
+from netdistill.plugins import Registry
+from netdistill.stages.base import StageConfigBase
+
+#: type → (config model, runtime class), as ``"module:Class"``
 STAGE_TYPES: dict[str, tuple[str, str]] = {
     "filter": ("netdistill.stages.filter:FilterConfig", "netdistill.stages.filter:Filter"),
     "merge": ("netdistill.stages.merge:MergeConfig", "netdistill.stages.merge:MergeStage"),
@@ -23,15 +27,7 @@ STAGE_TYPES: dict[str, tuple[str, str]] = {
     "alert": ("netdistill.stages.alerts:AlertConfig", "netdistill.stages.alerts:AlertStage"),
 }
 
-
-def _load(target: str) -> Any:
-    module_name, _, class_name = target.partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
-
-
-def config_classes() -> list[Any]:
-    return [_load(config) for config, _ in STAGE_TYPES.values()]
-
-
-def stage_class(type_name: str) -> Any:
-    return _load(STAGE_TYPES[type_name][1])
+#: every stage type, built in or from a distribution's ``netdistill.stages`` entry point
+STAGES: Registry[Any] = Registry(
+    "stage", STAGE_TYPES, group="netdistill.stages", config_base=StageConfigBase
+)

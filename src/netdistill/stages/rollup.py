@@ -69,14 +69,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, PositiveInt, model_validator
 
-from netdistill.accounting.export import (
-    ExportConfig,
-    ExportError,
-    ensure_exports_table,
-    plain,
-    render_body,
-)
-from netdistill.errors import StoreError
+from netdistill.accounting.export import ExportConfig, ensure_exports_table, plain, render_body
+from netdistill.errors import ExportError, StoreError
 from netdistill.stages.base import (
     InputSpec,
     StageConfigBase,

@@ -15,15 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from netdistill.accounting.export import (
-    Exporter,
-    ExportError,
-    Part,
-    PeriodExport,
-    export_history,
-    plain,
-)
-from netdistill.errors import StoreError
+from netdistill.accounting.export import Exporter, Part, PeriodExport, export_history, plain
+from netdistill.errors import ExportError, StoreError
 from netdistill.stages.base import InputSpec
 
 if TYPE_CHECKING:

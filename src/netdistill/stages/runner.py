@@ -17,7 +17,7 @@ from fastapi import APIRouter, HTTPException
 
 from netdistill.manager.jobs import Every
 from netdistill.stages.base import ManagerStage, StageContext, ensure_state_table
-from netdistill.stages.registry import stage_class
+from netdistill.stages.registry import STAGES
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ class StageRunner:
     def __init__(self, context: StageContext, *, interval_s: float = 1.0) -> None:
         self.context = context
         self.stages: list[ManagerStage] = [
-            stage_class(config.type)(config, context)
+            STAGES.runtime_class(config.type)(config, context)
             for config in context.scheme.stages
             if config.enabled and type(config).placement == "manager"
         ]

@@ -15,8 +15,8 @@ from typing import Protocol
 import pyarrow as pa
 
 from netdistill.errors import FieldError
+from netdistill.records.batch import FieldSpec, Quarantined
 from netdistill.records.fields import FieldRegistry
-from netdistill.sources.base import FieldSpec, Quarantined
 
 
 class Store(Protocol):

@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from netdistill.errors import FieldError, ReadOnlyQueryError, StoreError
+from netdistill.records.batch import Quarantined
 from netdistill.records.fields import (
     MANAGER_FIELDS,
     STANDARD_FIELDS,
@@ -32,7 +33,6 @@ from netdistill.records.fields import (
     check_field_name,
     check_field_type,
 )
-from netdistill.sources.base import Quarantined
 
 #: Statement types a read-only query may contain.
 _READ_ONLY = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}

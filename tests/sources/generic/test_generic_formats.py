@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from netdistill.sources.base import FieldSpec
+from netdistill.records.batch import FieldSpec
 from netdistill.sources.lines import make_format
 
 CSV_OPTIONS = {

@@ -11,7 +11,7 @@ from sflowref import SFLOW_CAPTURES, decode, read_capture
 from netdistill.errors import SchemeError
 from netdistill.importer import import_files
 from netdistill.scheme import parse_scheme
-from netdistill.sources.registry import source_class
+from netdistill.sources.registry import SOURCES
 from netdistill.sources.sflow.config import SflowSourceConfig
 from netdistill.store.duckdb import DuckDBStore
 
@@ -23,7 +23,7 @@ def test_scheme_accepts_sflow_with_defaults() -> None:
     (source,) = scheme.sources
     assert isinstance(source, SflowSourceConfig)
     assert (source.listen, source.default_sampling_rate) == (["0.0.0.0:6343"], 1)
-    assert source_class("sflow").__name__ == "SflowSource"
+    assert SOURCES.runtime_class("sflow").__name__ == "SflowSource"
 
 
 def test_scheme_rejects_bad_sflow_settings_with_their_place() -> None:

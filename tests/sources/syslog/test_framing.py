@@ -11,13 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netdistill.sources.syslog.tcp import (
-    FRAMING_ERROR,
-    PARTIAL_MESSAGE,
-    Framer,
-    FramingError,
-    TcpReceiver,
-)
+from netdistill.errors import FramingError
+from netdistill.sources.syslog.tcp import FRAMING_ERROR, PARTIAL_MESSAGE, Framer, TcpReceiver
 
 MESSAGES = st.lists(
     st.binary(min_size=1, max_size=60).map(lambda b: b"<13>" + b), min_size=1, max_size=30

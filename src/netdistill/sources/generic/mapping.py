@@ -24,8 +24,8 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from netdistill.errors import FieldError
+from netdistill.records.batch import FieldSpec
 from netdistill.records.fields import FIELD_TYPES, STANDARD_FIELDS, check_field_name
-from netdistill.sources.base import FieldSpec
 
 _STANDARD_TYPES = {f.name: f.type for f in STANDARD_FIELDS}
 _INTEGER_TYPES = {

@@ -35,7 +35,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from netdistill.sources.base import FieldSpec
+from netdistill.records.batch import FieldSpec
 from netdistill.sources.lines import Parsed
 from netdistill.sources.logs.columns import (
     UTC_US,

@@ -18,13 +18,15 @@ import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from netdistill.records.batch import DecodeResult, FieldSpec, Quarantined, SourceCounters
 from netdistill.records.schema import constant_column, with_constant
-from netdistill.sources.base import MALFORMED, DecodeResult, FieldSpec, Quarantined, SourceCounters
+from netdistill.sources.base import MALFORMED, SourceKind
 from netdistill.sources.lines import make_format
 from netdistill.sources.logs.config import FileSourceConfig
 from netdistill.sources.logs.tail import Chunk, Tailer
@@ -38,6 +40,8 @@ class FileSource:
 
     Lifecycle: ``start`` → repeated ``poll`` from one thread → ``stop`` → ``flush``.
     """
+
+    kind: ClassVar[SourceKind] = "polled"
 
     def __init__(
         self,

@@ -26,7 +26,7 @@ from __future__ import annotations
 import polars as pl
 import pyarrow as pa
 
-from netdistill.sources.base import FieldSpec
+from netdistill.records.batch import FieldSpec
 from netdistill.sources.lines import Parsed
 from netdistill.sources.logs.columns import (
     UTC_US,

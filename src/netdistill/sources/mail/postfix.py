@@ -60,7 +60,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from netdistill.sources.base import FieldSpec
+from netdistill.records.batch import FieldSpec
 from netdistill.sources.generic.mapping import convert
 from netdistill.sources.lines import Parsed
 

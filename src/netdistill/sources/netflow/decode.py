@@ -31,15 +31,9 @@ import numpy as np
 import pyarrow as pa
 
 from netdistill.errors import DecodeError
+from netdistill.records.batch import DecodeResult, Quarantined, SourceCounters
 from netdistill.records.schema import SOURCE_SCHEMA, empty_batch
-from netdistill.sources.base import (
-    MALFORMED,
-    NO_TEMPLATE,
-    Datagram,
-    DecodeResult,
-    Quarantined,
-    SourceCounters,
-)
+from netdistill.sources.base import MALFORMED, NO_TEMPLATE, Datagram
 from netdistill.sources.netflow import v5
 from netdistill.sources.netflow.extract import (
     check_layout,

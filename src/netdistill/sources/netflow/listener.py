@@ -15,14 +15,10 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import ClassVar
 
-from netdistill.sources.base import (
-    UNKNOWN_EXPORTER,
-    Datagram,
-    DecodeResult,
-    FieldSpec,
-    SourceCounters,
-)
+from netdistill.records.batch import DecodeResult, FieldSpec, SourceCounters
+from netdistill.sources.base import UNKNOWN_EXPORTER, Datagram, SourceKind
 from netdistill.sources.listen import parse_listen_address
 from netdistill.sources.netflow.config import NetflowSourceConfig
 from netdistill.sources.netflow.decode import NetflowDecoder
@@ -36,6 +32,8 @@ class NetflowSource:
 
     Lifecycle: ``start`` → repeated ``poll`` from one thread → ``stop`` → ``flush``.
     """
+
+    kind: ClassVar[SourceKind] = "polled"
 
     #: NetFlow fills standard fields only
     fields: tuple[FieldSpec, ...] = ()

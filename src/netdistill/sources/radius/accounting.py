@@ -53,8 +53,9 @@ from pyrad import tools
 from pyrad.dictionary import Dictionary
 
 from netdistill.errors import DecodeError
+from netdistill.records.batch import FieldSpec, Quarantined, SourceCounters
 from netdistill.records.schema import conform
-from netdistill.sources.base import MALFORMED, Datagram, FieldSpec, Quarantined, SourceCounters
+from netdistill.sources.base import MALFORMED, Datagram
 from netdistill.sources.radius.sessions import AnsweredRequests, SessionTable, Totals
 
 UNKNOWN_CLIENT = "unknown_client"

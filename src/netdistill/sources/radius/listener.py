@@ -17,8 +17,10 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import ClassVar
 
-from netdistill.sources.base import Datagram, DecodeResult, FieldSpec, SourceCounters
+from netdistill.records.batch import DecodeResult, FieldSpec, SourceCounters
+from netdistill.sources.base import Datagram, SourceKind
 from netdistill.sources.listen import parse_listen_address
 from netdistill.sources.radius.accounting import FIELDS, AccountingDecoder, ClientTable, Decoded
 from netdistill.sources.radius.config import DEFAULT_PORT, RadiusSourceConfig
@@ -37,6 +39,8 @@ class RadiusSource:
     Lifecycle: ``start`` → repeated ``poll`` from one thread → ``stop`` → ``flush``; the
     ``after_commit`` steps of a poll's result run (on any one thread) before the next
     ``poll``, which the pipeline guarantees by retrying a failed commit first."""
+
+    kind: ClassVar[SourceKind] = "polled"
 
     fields: tuple[FieldSpec, ...] = FIELDS
 

@@ -39,8 +39,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from netdistill.records.batch import DecodeResult, Quarantined, SourceCounters
 from netdistill.records.schema import conform, constant_column, with_constant
-from netdistill.sources.base import MALFORMED, Datagram, DecodeResult, Quarantined, SourceCounters
+from netdistill.sources.base import MALFORMED, Datagram
 from netdistill.sources.netflow.sequence import SequenceTracker
 from netdistill.sources.sflow.fields import SFLOW_SCHEMA
 from netdistill.sources.sflow.layout import (

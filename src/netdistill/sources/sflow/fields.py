@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from netdistill.records.batch import FieldSpec
 from netdistill.records.fields import FIELD_TYPES
 from netdistill.records.schema import SOURCE_SCHEMA
-from netdistill.sources.base import FieldSpec
 
 SAMPLE_KIND = FieldSpec(
     "sample_kind", "string", "sFlow sample: flow (usage) or counters (interface totals)"

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from netdistill.errors import GatewayError
 from netdistill.sources.sflow.layout import Buffer
 
 _U32 = struct.Struct(">I")
@@ -32,12 +33,6 @@ _FIXED = struct.Struct(">III")  # as, src_as, src_peer_as
 #: AS numbers and communities one gateway record may list: bounds the loops; a longer
 #: list is refused as malformed (a real path is a few dozen)
 MAX_LIST = 4096
-
-
-class GatewayError(Exception):
-    def __init__(self, offset: int, value: int) -> None:
-        self.offset = offset
-        self.value = value
 
 
 @dataclass(slots=True)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import ClassVar
 
-from netdistill.sources.base import Datagram, DecodeResult, FieldSpec, SourceCounters
+from netdistill.records.batch import DecodeResult, FieldSpec, SourceCounters
+from netdistill.sources.base import Datagram, SourceKind
 from netdistill.sources.listen import parse_listen_address
 from netdistill.sources.sflow.config import SFLOW_PORT, SflowSourceConfig
 from netdistill.sources.sflow.decode import SflowDecoder
@@ -26,6 +28,7 @@ class SflowSource:
     Lifecycle: ``start`` → repeated ``poll`` from one thread → ``stop`` → ``flush``.
     """
 
+    kind: ClassVar[SourceKind] = "polled"
     fields: tuple[FieldSpec, ...] = SFLOW_FIELDS
 
     def __init__(

@@ -13,7 +13,7 @@ import ipaddress
 import polars as pl
 import pyarrow as pa
 
-from netdistill.sources.base import FieldSpec
+from netdistill.records.batch import FieldSpec
 
 #: extra fields shared by several formats (one name for one thing)
 IN_INTERFACE = FieldSpec("in_interface", "string", "name of the interface the packet came in on")

@@ -23,14 +23,15 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 
+from netdistill.records.batch import DecodeResult, FieldSpec, Quarantined, SourceCounters
 from netdistill.records.fields import FIELD_TYPES
 from netdistill.records.schema import conform, with_constant
-from netdistill.sources.base import MALFORMED, DecodeResult, FieldSpec, Quarantined, SourceCounters
+from netdistill.sources.base import MALFORMED, SourceKind
 from netdistill.sources.lines import LineFormat, Parsed, make_format
 from netdistill.sources.syslog.config import (
     SYSLOG_PORT,
@@ -100,6 +101,8 @@ def _plain_strings(schema: pa.Schema) -> pa.Schema:
 class _SocketLineSource(ABC):
     """What ``syslog`` and ``lines`` share. Lifecycle: ``start`` → repeated ``poll`` from
     one thread → ``stop`` → ``flush``."""
+
+    kind: ClassVar[SourceKind] = "polled"
 
     type_name = ""
 

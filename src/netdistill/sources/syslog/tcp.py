@@ -40,6 +40,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from netdistill.errors import FramingError
+
 log = logging.getLogger(__name__)
 
 #: (message, peer address, receive time in unix seconds, peer port)
@@ -48,16 +50,6 @@ Message = tuple[bytes, str, float, int]
 FRAMING_ERROR = "framing_error"
 PARTIAL_MESSAGE = "partial_message"
 CONNECTION_REFUSED = "connection_refused"
-
-
-class FramingError(ValueError):
-    """The stream is not in the framing it started with; ``offset`` is the stream byte."""
-
-    def __init__(self, message: str, offset: int, messages: list[bytes] | None = None) -> None:
-        super().__init__(f"{message} at stream byte {offset}")
-        self.offset = offset
-        #: the complete messages that came before the error in the same chunk
-        self.messages = messages or []
 
 
 class Framer:

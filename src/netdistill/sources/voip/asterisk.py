@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
-from netdistill.sources.base import FieldSpec
+from netdistill.records.batch import FieldSpec
 from netdistill.sources.generic.csv import CsvFormat, CsvOptions
 from netdistill.sources.lines import Parsed
 
