@@ -61,6 +61,7 @@ class FileSource:
             start_at=config.start_at,
             poll_interval_s=config.poll_interval_s,
             read_chunk_bytes=config.read_chunk_bytes,
+            watch=config.watch == "auto",
         )
 
     # --- live --------------------------------------------------------------------------------
@@ -100,6 +101,7 @@ class FileSource:
             "type": "file",
             **self.counters.as_dict(),
             "files": list(stats.files),
+            "watching": self.tailer.watching,
             "rotations": stats.rotations,
             "truncations": stats.truncations,
             "long_lines_cut": stats.long_lines_cut,
