@@ -122,3 +122,33 @@ def test_polling_alone_loses_short_lived_files(tmp_path):
     assert source.status()["watching"] == "poll"
     written = sum(len(numbers) for numbers in files)
     assert _count(store) < written
+
+
+def test_a_directory_made_after_the_start_is_watched_from_the_next_poll(tmp_path):
+    logs = tmp_path / "squid"
+    log = logs / "access.log"
+    config = FileSourceConfig(
+        type="file", name="logs", paths=[str(log)], format="squid", poll_interval_s=0.2
+    )
+    source = FileSource(config, state_dir=tmp_path / "state")
+    assert source.poll(1000).records.num_rows == 0
+    logs.mkdir()
+    time.sleep(0.3)
+    source.poll(1000)  # the poll that finds the directory and watches it
+    assert source.tailer._watcher is not None
+    assert source.tailer._watcher.directories == [str(logs)]
+    # files that live under the name for 20 ms, each renamed over by the next one
+    for n in range(3):
+        log.write_text(line(n))
+        time.sleep(0.02)
+        os.rename(log, logs / "access.log.1")
+    time.sleep(0.1)
+    got: list[int] = []
+    deadline = time.monotonic() + 5
+    while len(got) < 3 and time.monotonic() < deadline:
+        records = source.poll(1000).records
+        if records.num_rows:
+            got += records.column("bytes").to_pylist()
+        time.sleep(0.02)
+    source.flush()
+    assert got == [0, 1, 2]

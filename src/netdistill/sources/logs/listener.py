@@ -102,6 +102,7 @@ class FileSource:
             **self.counters.as_dict(),
             "files": list(stats.files),
             "watching": self.tailer.watching,
+            "watch_overflows": self.tailer.watch_overflows,
             "rotations": stats.rotations,
             "truncations": stats.truncations,
             "long_lines_cut": stats.long_lines_cut,

@@ -141,6 +141,7 @@ class Tailer:
         self._watcher: Watcher | None = None
         #: ``inotify`` once a watcher thread opens new files at once, else ``poll``
         self.watching = "poll"
+        self._overflows = 0
         self._finalizer: weakref.finalize[Any, Any] | None = None
         #: files read to their end and closed, by identity: a late second descriptor of
         #: one of them from the watcher is dropped, not read again (bounded)
@@ -301,7 +302,10 @@ class Tailer:
             if opened:  # new since the watcher started: read from their start
                 self._adopt(opened, now)
                 changed = True
-        if changed or self._scanned_at is None or now - self._scanned_at >= self.poll_interval_s:
+        due = self._scanned_at is None or now - self._scanned_at >= self.poll_interval_s
+        if due and self._watcher is not None and self._scanned_at is not None:
+            self._watcher.ensure_watches()
+        if changed or due:
             self._scan(now)
             self._scanned_at = now
         chunks: list[Chunk] = []
@@ -367,9 +371,15 @@ class Tailer:
         position.line += data.count(b"\n")
         return chunk
 
+    @property
+    def watch_overflows(self) -> int:
+        """inotify queue overflows (events the kernel dropped; the names were rescanned)."""
+        return self._watcher.overflows if self._watcher is not None else self._overflows
+
     def close(self) -> None:
         if self._watcher is not None:
             self._watcher.stop()
+            self._overflows = self._watcher.overflows
             self._watcher = None
         for followed in self._files.values():
             os.close(followed.fd)

@@ -16,11 +16,15 @@ through the descriptor. Each opened file is handed over with its identity
 another file by the time it is opened yields that other file, never a wrong identity;
 the Tailer drops descriptors of files it already follows. A file created *and* renamed
 away before the thread ran holds no name when its ``IN_CREATE`` is handled; its
-``IN_MOVED_FROM``/``IN_MOVED_TO`` pair still finds it where it went.
+``IN_MOVED_FROM``/``IN_MOVED_TO`` pair still finds it where it went — unless that name,
+too, was renamed over or unlinked before the thread got there: inotify reports names,
+not files, so a file whose whole life under the watched names is shorter than the
+thread's reaction time (microseconds idle, milliseconds under load) is missed.
 
 An event queue overflow (``IN_Q_OVERFLOW``: the kernel dropped events) is counted and
-logged; the Tailer rescans the names at once. Directories that do not exist when the
-watcher starts are not watched: their files are found by polling only.
+logged; the Tailer rescans the names at once. A directory that does not exist yet (or
+was removed) is watched from the first poll after it appears; until then its files are
+found by polling only.
 
 Library: ``inotify_simple`` — a thin ctypes wrapper that hands over the kernel's events
 as they come, in order, with their cookies. ``watchdog`` was not used: its inotify
@@ -77,21 +81,11 @@ class Watcher:
         self._flags = flags
         self._inotify: Any = INotify()
         self._dirs: dict[int, tuple[str, list[str]]] = {}  # wd → (directory, name patterns)
-        mask = flags.CREATE | flags.MOVED_TO | flags.MOVED_FROM
-        by_dir: dict[str, list[str]] = {}
-        for pattern in patterns:
-            directory, name = os.path.split(pattern)
-            directories = glob.glob(directory) if glob.has_magic(directory) else [directory]
-            for d in directories:
-                by_dir.setdefault(os.path.abspath(d or "."), []).append(name)
-        for directory, names in by_dir.items():
-            try:
-                wd = self._inotify.add_watch(directory, mask)
-            except OSError as exc:
-                log.warning("cannot watch %s (polling only there): %s", directory, exc)
-                continue
-            self._dirs[wd] = (directory, names)
+        self._patterns = list(patterns)
+        self._mask = flags.CREATE | flags.MOVED_TO | flags.MOVED_FROM
         self._lock = threading.Lock()
+        self._missing: set[str] = set()
+        self.ensure_watches()
         self._opened: list[Opened] = []
         self._moved_from: set[int] = set()  # cookies of watched names renamed away
         self.changed = False  # a watched name changed: the Tailer should rescan now
@@ -101,9 +95,36 @@ class Watcher:
         self._thread = threading.Thread(target=self._run, name="logs-watch", daemon=True)
         self._thread.start()
 
+    def ensure_watches(self) -> None:
+        """Watch every directory of the patterns that exists and is not watched yet (a
+        directory made after the start, or removed and made again). Called at start and
+        by the Tailer at each poll."""
+        by_dir: dict[str, list[str]] = {}
+        for pattern in self._patterns:
+            directory, name = os.path.split(pattern)
+            directories = glob.glob(directory) if glob.has_magic(directory) else [directory]
+            for d in directories:
+                by_dir.setdefault(os.path.abspath(d or "."), []).append(name)
+        with self._lock:
+            watched = {d for d, _ in self._dirs.values()}
+        for directory, names in by_dir.items():
+            if directory in watched:
+                continue
+            try:
+                wd = self._inotify.add_watch(directory, self._mask)
+            except OSError as exc:
+                if directory not in self._missing:
+                    log.warning("cannot watch %s (polling only there): %s", directory, exc)
+                    self._missing.add(directory)
+                continue
+            self._missing.discard(directory)
+            with self._lock:
+                self._dirs[wd] = (directory, names)
+
     @property
     def directories(self) -> list[str]:
-        return [d for d, _ in self._dirs.values()]
+        with self._lock:
+            return [d for d, _ in self._dirs.values()]
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -124,7 +145,12 @@ class Watcher:
             log.warning("inotify queue overflow: events were lost, rescanning the names")
             self._changed()
             return
-        watched = self._dirs.get(event.wd)
+        if event.mask & flags.IGNORED:  # the directory is gone: watched again once back
+            with self._lock:
+                self._dirs.pop(event.wd, None)
+            return
+        with self._lock:
+            watched = self._dirs.get(event.wd)
         if watched is None or not event.name:
             return
         directory, names = watched
