@@ -31,16 +31,16 @@ def _plan(log: Path) -> dict[str, object]:
     }
 
 
-def _run(data: Path, until_datagrams: int) -> dict[str, object]:
-    """Start the gatherer, wait until its running source has read ``until_datagrams``
-    lines, stop it; returns its last status."""
+def _run(data: Path, until_records: int) -> dict[str, object]:
+    """Start the gatherer, wait until its running source has made ``until_records``
+    records (counted after the lines of their batch), stop it; returns its last status."""
     gatherer = Gatherer("g", ["http://127.0.0.1:9"], token="t", data_dir=data)
     gatherer.start(wait_for_plan_s=0)
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             (source,) = gatherer.status()["sources"]
-            if source["datagrams"] >= until_datagrams:
+            if source["records"] >= until_records:
                 break
             time.sleep(0.05)
     finally:
@@ -54,7 +54,7 @@ def test_received_totals_survive_a_restart(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     (data / "plan.json").write_text(json.dumps(_plan(log)))
     log.write_text("".join(GOOD.format(n=n) for n in range(30)) + "not squid\n")
-    first = _run(data, 31)
+    first = _run(data, 30)
     assert first["received_totals"] == {
         "proxy": {
             "datagrams": 31,
@@ -94,7 +94,7 @@ def test_a_plan_change_keeps_the_counts_of_the_stopped_instance(tmp_path: Path) 
     gatherer.start(wait_for_plan_s=0)
     try:
         deadline = time.monotonic() + 20
-        while gatherer.status()["sources"][0]["datagrams"] < 10:
+        while gatherer.status()["sources"][0]["records"] < 10:
             assert time.monotonic() < deadline
             time.sleep(0.05)
         changed = json.loads(json.dumps(plan))
@@ -103,7 +103,7 @@ def test_a_plan_change_keeps_the_counts_of_the_stopped_instance(tmp_path: Path) 
         gatherer.apply(changed)
         with open(log, "a") as f:
             f.write("".join(GOOD.format(n=n) for n in range(10, 15)))
-        while gatherer.status()["sources"][0]["datagrams"] < 5:
+        while gatherer.status()["sources"][0]["records"] < 5:
             assert time.monotonic() < deadline
             time.sleep(0.05)
         totals = gatherer.status()["received_totals"]
