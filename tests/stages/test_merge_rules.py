@@ -52,6 +52,37 @@ def test_three_procedures_merge_into_one() -> None:
     assert merger.pending_count == 1  # s2
 
 
+@pytest.mark.parametrize("order", ["nas first", "fw first"])
+def test_prefer_and_offsets_make_the_record_independent_of_arrival(order: str) -> None:
+    """Three procedures, fw's clock learnt 30 s ahead: with ``prefer`` the merged record
+    is the same in either arrival order, and fw's start time is given in nas's clock."""
+    rules = MergeRules(
+        "m",
+        ("nas", "proxy", "fw"),
+        ("session_id",),
+        "start_time",
+        2.0,
+        winners={"start_time": "fw"},
+        prefer=("proxy", "nas"),
+    )
+    merger = Merger(rules, offsets_us={"fw": 30e6})
+    rows = [
+        ("nas", "s1", 0, None, 10),
+        ("proxy", "s1", 1, "ann", 20),
+        ("fw", "s1", 30.5, "bob", 30),
+    ]
+    if order == "fw first":
+        rows.reverse()
+    first = merger.process(batch(rows[:2], 1))
+    merger.commit_ids(100, 0.0)
+    second = merger.process(batch(rows[2:], 3))
+    merged = (first.merged if first.parts.tolist() == [0b111] else second.merged).to_pylist()
+    assert len(merged) == 1
+    assert merged[0]["user_name"] == "ann"  # proxy preferred over fw's "bob"
+    assert merged[0]["bytes"] == 20  # proxy preferred
+    assert merged[0]["start_time"] == T0 + dt.timedelta(seconds=0.5)  # fw, less 30 s
+
+
 def test_without_tolerance_pairs_in_arrival_order() -> None:
     rules = MergeRules("m", ("a", "b"), ("session_id",), None, 0.0)
     merger = Merger(rules)
@@ -79,6 +110,10 @@ def test_config_checks_and_defaults() -> None:
     assert config.references() == ["a", "b"]
     with pytest.raises(ValidationError, match="winner of 'src_ip' is 'c'"):
         MergeConfig(name="m", procedures=["a", "b"], match=["url"], winners={"src_ip": "c"})
+    with pytest.raises(ValidationError, match="prefer names 'c'"):
+        MergeConfig(name="m", procedures=["a", "b"], match=["url"], prefer=["c"])
+    with pytest.raises(ValidationError, match="prefer names a procedure twice"):
+        MergeConfig(name="m", procedures=["a", "b"], match=["url"], prefer=["a", "a"])
     with pytest.raises(ValidationError, match="named twice"):
         MergeConfig(name="m", procedures=["a", "a"], match=["url"])
     with pytest.raises(ValidationError, match="extra"):

@@ -9,6 +9,7 @@ under test."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,7 @@ def cef_log(path: Path, skew_s: float = 0.0) -> Path:
         lines.append(
             f"CEF:0|Acme|Firewall|1.0|100|allowed|3|src={PROXY} spt={40000 + i} "
             f"dst={s.site} dpt=80 proto=TCP request={request} start={start_ms} "
+            f"end={start_ms + ELAPSED_MS} "
             f"out={s.firewall_bytes}{user}"
         )
     path.write_text("\n".join(lines) + "\n")
@@ -106,8 +108,8 @@ stages:
     procedures: [flow-one, flow-two]
     match: [url]
     tolerance: {{field: start_time, seconds: 2, adaptive: {adaptive}}}
-    winners: {{src_ip: flow-one, dst_ip: flow-two}}
-    horizon_s: 60
+    winners: {{src_ip: flow-one, dst_ip: flow-two{winners}}}
+    horizon_s: 60{extra}
 """
 
 
@@ -122,11 +124,25 @@ class Clock:
 class Site:
     """A store, the two file sources with their procedures, and the stage runner."""
 
-    def __init__(self, tmp: Path, *, skew_s: float = 0.0, adaptive: bool = False) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        skew_s: float = 0.0,
+        adaptive: bool = False,
+        winners: str = "",
+        extra: str = "",
+    ) -> None:
         self.tmp = tmp
         self.clock = Clock()
         proxy, firewall = squid_log(tmp / "access.log"), cef_log(tmp / "fw.log", skew_s)
-        text = SCHEME.format(proxy=proxy, firewall=firewall, adaptive=str(adaptive).lower())
+        text = SCHEME.format(
+            proxy=proxy,
+            firewall=firewall,
+            adaptive=str(adaptive).lower(),
+            winners=winners,
+            extra=extra,
+        )
         self.scheme = parse_scheme(text)
         self.store = DuckDBStore(tmp / "data" / "store.duckdb", clock=self.clock)
         sources = {s.name: FileSource(s) for s in self.scheme.sources}
@@ -335,3 +351,76 @@ def test_restart_rebuilds_pending_and_never_merges_twice(tmp_path: Path) -> None
     # and the watermark: the merged records were not read as new input
     n = site.store.query("SELECT count(*) AS n FROM records WHERE procedure = 'web-sessions'")
     assert n.column("n")[0].as_py() == 8
+
+
+def _merged_records(site: Site) -> list[dict[str, Any]]:
+    """Every field of the merged records, but those a merge always makes new."""
+    table = site.store.query(
+        "SELECT * EXCLUDE (record_id, ingested_at) FROM records "
+        "WHERE procedure = 'web-sessions' ORDER BY url, start_time"
+    )
+    return table.to_pylist()
+
+
+def _us(value: datetime) -> int:
+    return (value - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def _arrive(tmp: Path, first: str, **options: Any) -> Site:
+    """Feed ``first``'s records, a round, then the other's and a round (write-through)."""
+    tmp.mkdir(exist_ok=True)
+    site = Site(tmp, skew_s=30.0, adaptive=True, **options)
+    site.feed(first)
+    assert site.round()["merged"] == 0
+    site.clock.now += 5
+    site.feed("firewall" if first == "proxy" else "proxy")
+    assert site.round()["merged"] == 8
+    return site
+
+
+def test_times_from_a_clock_with_a_learnt_offset_are_corrected(tmp_path: Path) -> None:
+    """The firewall's clock is 30 s off (plus its 0.3 s lag): arriving first, its start
+    time is the one kept, and it is kept in the reference (proxy) clock, offset removed."""
+    site = _arrive(tmp_path, "firewall")
+    offset_us = round(site.runner.get("web-sessions").status()["offsets_s"]["flow-two"] * 1e6)
+    assert offset_us == pytest.approx(30_300_000, abs=1000)
+    starts = {r["url"] + str(r["src_ip"]): r["start_time"] for r in _merged_records(site)}
+    for s in BOTH:
+        raw_us = round((s.start + FW_LAG_S + 30.0) * 1000) * 1000  # the firewall's own time
+        got = starts[s.url + s.workstation]
+        assert _us(got) == raw_us - offset_us
+
+
+@pytest.mark.parametrize("first", ["proxy", "firewall"])
+def test_a_time_winner_is_corrected_by_its_offset(tmp_path: Path, first: str) -> None:
+    site = _arrive(tmp_path, first, winners=", start_time: flow-two, end_time: flow-two")
+    offset_us = round(site.runner.get("web-sessions").status()["offsets_s"]["flow-two"] * 1e6)
+    for row in _merged_records(site):
+        s = next(s for s in BOTH if (s.url, s.workstation) == (row["url"], row["src_ip"]))
+        raw_us = round((s.start + FW_LAG_S + 30.0) * 1000) * 1000
+        assert _us(row["start_time"]) == raw_us - offset_us
+        assert _us(row["end_time"]) == raw_us + ELAPSED_MS * 1000 - offset_us
+
+
+def test_the_merged_record_does_not_depend_on_arrival_order(tmp_path: Path) -> None:
+    """With the times' winner named and ``prefer`` for the rest, the merged record is the
+    same field by field — ``source``, ``exporter``, ``bytes`` … — whichever side came
+    first."""
+    options = {
+        "winners": ", start_time: flow-one, end_time: flow-one",
+        "extra": "\n    prefer: [flow-one, flow-two]",
+    }
+    by_proxy = _merged_records(_arrive(tmp_path / "p", "proxy", **options))
+    by_firewall = _merged_records(_arrive(tmp_path / "f", "firewall", **options))
+    assert len(by_proxy) == 8
+    assert by_proxy == by_firewall
+    assert {r["source"] for r in by_proxy} == {"proxy"}
+    # what each field came from: the proxy where it has a value, else the firewall
+    row = next(r for r in by_proxy if r["url"] == "http://a.example/")
+    assert (row["bytes"], row["user_name"], row["dst_ip"], row["src_ip"]) == (
+        1100,
+        "alice",
+        "198.51.100.1",
+        "10.1.0.1",
+    )
+    assert _us(row["start_time"]) == round(T0 * 1e6)

@@ -31,6 +31,7 @@ from netdistill.gatherer.config import ForwardConfig, SpoolConfig
 from netdistill.gatherer.forward import Forwarder, destination_name
 from netdistill.gatherer.pipeline import Pipeline
 from netdistill.gatherer.spool import QUARANTINE, RECORDS, Spool
+from netdistill.gatherer.totals import ReceivedTotals
 from netdistill.gatherer.wire import encode_table, to_ids
 from netdistill.manager.api import quarantine_to_table
 from netdistill.records.batch import Quarantined
@@ -124,6 +125,8 @@ class Gatherer:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._source_adapter: TypeAdapter[Any] = TypeAdapter(SourceConfig)
+        #: per-source received counters across restarts (``totals.py``)
+        self.totals = ReceivedTotals(self.data_dir / "state" / "received.json")
 
     # --- plan ------------------------------------------------------------------------------
 
@@ -226,7 +229,10 @@ class Gatherer:
             running = {name: config for name, (config, _) in self.pipelines.items()}
             diff = NamedDiff.of(running, {n: (raw, filters[n]) for n, raw in wanted.items()})
             for name in diff.to_stop:
-                self.pipelines.pop(name)[1].stop()
+                pipeline = self.pipelines.pop(name)[1]
+                pipeline.stop()
+                for source in pipeline.sources:
+                    self.totals.stopped(source.name, source.counters)
                 log.warning("source %s stopped (plan %s)", name, plan.get("version"))
             for raw, _ in diff.to_start:
                 name = raw["name"]
@@ -262,6 +268,8 @@ class Gatherer:
         path = self.data_dir / "gatherer-status.json"
         while not self._stop.wait(1.0):
             try:
+                with self._lock:
+                    self.totals.save(self._running_counters())
                 tmp = path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(self.status(), default=str))
                 os.replace(tmp, path)
@@ -275,6 +283,7 @@ class Gatherer:
         with self._lock:
             for _, pipeline in self.pipelines.values():
                 pipeline.stop()
+            self.totals.save(self._running_counters())
         for thread in self._threads:
             thread.join(timeout=15)
         for forwarder in self.forwarders:
@@ -284,6 +293,9 @@ class Gatherer:
             self.spool.close()
 
     # --- status ----------------------------------------------------------------------------
+
+    def _running_counters(self) -> dict[str, Any]:
+        return {s.name: s.counters for _, p in list(self.pipelines.values()) for s in p.sources}
 
     def status(self) -> dict[str, Any]:
         pipelines = [p.status() for _, p in list(self.pipelines.values())]
@@ -300,6 +312,8 @@ class Gatherer:
             "last_error": next((p["last_error"] for p in pipelines if p["last_error"]), ""),
             "sources": [s for p in pipelines for s in p["sources"]],  # type: ignore[attr-defined]
             "filters": [f for p in pipelines for f in p["filters"]],  # type: ignore[attr-defined]
+            # since the first start, across restarts and plan changes
+            "received_totals": self.totals.current(self._running_counters()),
             "spool": {
                 **spool,
                 "depth_batches": max(

@@ -88,6 +88,12 @@ class MergeConfig(StageConfigBase):
         description="field → procedure whose value is kept; other fields: the first "
         "non-null value in arrival order (the seed's defaults)",
     )
+    prefer: list[str] = Field(
+        default_factory=list,
+        description="for fields without a winner: procedures whose non-null value is kept "
+        "first, in this order; the rest (and ties) by arrival order. Names every "
+        "procedure: the merged record does not depend on arrival order",
+    )
     horizon_s: PositiveFloat = Field(
         60.0, description="how long a record waits (in memory) for its partner"
     )
@@ -108,6 +114,14 @@ class MergeConfig(StageConfigBase):
                 )
             if field_name in _OWN_FIELDS:
                 raise ValueError(f"merge {self.name!r}: {field_name!r} is set by the merge")
+        for procedure in self.prefer:
+            if procedure not in self.procedures:
+                raise ValueError(
+                    f"merge {self.name!r}: prefer names {procedure!r}, which is not one of "
+                    f"its procedures ({', '.join(self.procedures)})"
+                )
+        if len(set(self.prefer)) != len(self.prefer):
+            raise ValueError(f"merge {self.name!r}: prefer names a procedure twice")
         return self
 
     def references(self) -> list[str]:
@@ -123,6 +137,7 @@ class MergeConfig(StageConfigBase):
             adaptive=bool(self.tolerance and self.tolerance.adaptive),
             search_s=self.tolerance.search_s if self.tolerance else 0.0,
             winners=dict(self.winners),
+            prefer=tuple(self.prefer),
             horizon_s=self.horizon_s,
             max_pending=self.max_pending,
         )

@@ -33,8 +33,13 @@ Combining a pair, field by field: a field with a winner takes the winning proced
 value when that procedure is part of the pair (even a null); otherwise, and for every
 other field, the first non-null value in arrival order (lowest record_id first) — the
 seed's two defaults in one rule: a lone non-null value wins, and among non-null values
-the record received first wins. ``procedure`` becomes the merge's name. Numpy picks the
-row each field's value comes from; each column is then gathered with a single ``take``.
+the record received first wins. With ``prefer`` (procedures in order), the preferred
+record's non-null value comes first and arrival order decides only ties, so the merged
+record does not depend on which partner arrived first. ``start_time``, ``end_time`` and
+the tolerance field taken from a single procedure's record are shifted by that
+procedure's learnt offset into the reference clock (a merged part's times already are).
+``procedure`` becomes the merge's name. Numpy picks the row each field's value comes
+from; each column is then gathered with a single ``take``.
 """
 
 from __future__ import annotations
@@ -55,6 +60,9 @@ _MAX_PASSES = 4
 _NONE = np.iinfo(np.int64).min
 #: fields the merge sets itself
 _OWN = ("record_id", "ingested_at", "procedure")
+#: time fields read from the devices' clocks: corrected by the learnt offset of the
+#: procedure their value comes from (with the tolerance's own field)
+_CLOCK_FIELDS = ("start_time", "end_time")
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,7 @@ class MergeRules:
     adaptive: bool = False
     search_s: float = 300.0
     winners: Mapping[str, str] = field(default_factory=dict)
+    prefer: Sequence[str] = ()
     horizon_s: float = 60.0
     max_pending: int = 1_000_000
 
@@ -341,12 +350,24 @@ class Merger:
         self._conflicts = len(j) - int(take.sum())
         return left[take], right[take]
 
+    def _rank(self, mask: np.ndarray) -> np.ndarray:
+        """Each row's place in ``prefer`` (its best procedure's); unlisted: after all."""
+        rank = np.full(len(mask), len(self.rules.prefer), np.int64)
+        for place, procedure in reversed(list(enumerate(self.rules.prefer))):
+            bit = 1 << self.procedures.index(procedure)
+            rank[(mask & bit) != 0] = place
+        return rank
+
     def _combine(self, pool: _Rows, a: np.ndarray, b: np.ndarray, t: np.ndarray) -> _Rows:
         """The merged rows of pairs (a[i], b[i]), field by field (module docstring): per
         field the row whose value is kept is chosen in numpy, then one ``take``."""
         ma, mb = pool.mask[a], pool.mask[b]
         first_a = pool.first[a] <= pool.first[b]
         early, late = np.where(first_a, a, b), np.where(first_a, b, a)
+        if self.rules.prefer:  # the preferred procedure's value first, then arrival order
+            rank_a, rank_b = self._rank(ma), self._rank(mb)
+            a_first = (rank_a < rank_b) | ((rank_a == rank_b) & first_a)
+            early, late = np.where(a_first, a, b), np.where(a_first, b, a)
         n = len(a)
         table = pool.table
         sources: dict[str, np.ndarray] = {}
@@ -372,6 +393,8 @@ class Merger:
             sources[name] = source
         for name, source in sources.items():
             columns[name] = table.column(name).take(pa.array(source, pa.int64()))
+            if name in self._clock_fields and pa.types.is_timestamp(table.schema.field(name).type):
+                columns[name] = self._in_reference_clock(columns[name], pool.mask[source])
         schema = table.schema
         columns["record_id"] = pa.nulls(n, schema.field("record_id").type)
         columns["ingested_at"] = pa.nulls(n, schema.field("ingested_at").type)
@@ -385,6 +408,31 @@ class Merger:
             np.where(first_a, t[a], t[b]) if self.rules.time_field else np.full(n, _NONE),
             np.full(n, _NONE, np.int64),
         )
+
+    @property
+    def _clock_fields(self) -> tuple[str, ...]:
+        time_field = self.rules.time_field
+        return (*_CLOCK_FIELDS, time_field) if time_field else _CLOCK_FIELDS
+
+    def _in_reference_clock(
+        self, column: pa.Array | pa.ChunkedArray, mask: np.ndarray
+    ) -> pa.Array | pa.ChunkedArray:
+        """Times taken from a single procedure's record, less that procedure's learnt
+        offset (merged rows' times are in the reference clock already)."""
+        shift = np.zeros(len(mask), np.int64)
+        for i, procedure in enumerate(self.procedures):
+            offset = round(self.offsets_us[procedure])
+            if offset:
+                shift[mask == (1 << i)] = offset
+        if not shift.any():
+            return column
+        unit = column.type.unit
+        per_us = {"s": 1e-6, "ms": 1e-3, "us": 1, "ns": 1000}[unit]
+        values = pc.cast(column, pa.int64())
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        delta = pa.array(np.round(shift * per_us).astype(np.int64))
+        return pc.subtract(values, delta).cast(column.type)
 
     def process(self, batch: pa.Table) -> MergeResult:
         """Match ``batch`` (new records of the procedures, record_id order) with each

@@ -51,6 +51,7 @@ def test_squid_fields_exact():
         "http_status": 200,
         "cache_result": "TCP_MISS",
         "content_type": "text/html",
+        "squid_error": None,
     }
     assert (rows[1]["src_ip"], rows[1]["dst_ip"], rows[1]["dst_host"]) == (
         "2001:db8::7",
@@ -78,6 +79,77 @@ def test_squid_fields_exact():
     assert schema.field("bytes").type == pa.uint64()
     assert schema.field("http_status").type == pa.uint16()
     assert schema.field("start_time").type == pa.timestamp("us", tz="UTC")
+
+
+#: lines Squid 5.7 wrote (tests/sources/logs/test_squid_peer.py makes it write them):
+#: a connection closed before a request, a request Squid could not parse, a health check
+#: (Squid 3's ``NONE`` method), a CONNECT aborted before any reply, and a real request
+SQUID_INTERNAL = [
+    "1796326936.668      0 127.0.0.1 NONE_NONE/000 0 - error:transaction-end-before-headers - "
+    "HIER_NONE/- -",
+    "1796326936.672      4 127.0.0.1 NONE_NONE/400 3376 GARBAGE error:invalid-request - "
+    "HIER_NONE/- text/html",
+    "1700000000.000      0 192.0.2.9 NONE/400 3885 NONE error:invalid-request - HIER_NONE/- "
+    "text/html",
+    "1700000001.000     12 192.0.2.9 NONE_NONE/000 0 CONNECT b.example:443 - HIER_NONE/- -",
+    "1796326936.673      0 127.0.0.1 TCP_MISS/503 3426 GET http://127.0.0.1:1/ - "
+    "HIER_DIRECT/127.0.0.1 text/html",
+]
+
+
+def test_squid_lines_without_a_request_are_squid_internal_not_http():
+    parsed = parse("squid", SQUID_INTERNAL)
+    assert parsed.bad == []
+    rows = parsed.records.select(
+        ["http_method", "http_status", "url", "squid_error", "service", "bytes", "dst_ip"]
+    ).to_pylist()
+    assert rows == [
+        {
+            "http_method": None,
+            "http_status": None,
+            "url": None,
+            "squid_error": "transaction-end-before-headers",
+            "service": "squid-internal",
+            "bytes": 0,
+            "dst_ip": None,
+        },
+        {
+            "http_method": "GARBAGE",
+            "http_status": 400,
+            "url": None,
+            "squid_error": "invalid-request",
+            "service": "squid-internal",
+            "bytes": 3376,
+            "dst_ip": None,
+        },
+        {
+            "http_method": None,
+            "http_status": 400,
+            "url": None,
+            "squid_error": "invalid-request",
+            "service": "squid-internal",
+            "bytes": 3885,
+            "dst_ip": None,
+        },
+        {
+            "http_method": "CONNECT",
+            "http_status": None,
+            "url": "b.example:443",
+            "squid_error": None,
+            "service": "https",
+            "bytes": 0,
+            "dst_ip": None,
+        },
+        {
+            "http_method": "GET",
+            "http_status": 503,
+            "url": "http://127.0.0.1:1/",
+            "squid_error": None,
+            "service": "http",
+            "bytes": 3426,
+            "dst_ip": "127.0.0.1",
+        },
+    ]
 
 
 def test_squid_bad_lines_have_reasons_and_the_rest_is_kept():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.server
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -178,3 +179,62 @@ def test_squid_log_imported_and_tailed_gives_each_request_once(tmp_path, squid, 
         assert {r["cache_result"] for r in rows} <= {"TCP_MISS", "TCP_MISS_ABORTED"}
     assert tailed == imported
     assert peers.query(imported_dir, "select count(*) as n from quarantine") == [{"n": 0}]
+
+
+def test_squid_lines_without_a_request_are_squid_internal(tmp_path, squid, origin):
+    """A bare connection (health check) and an unparseable request make Squid log
+    ``error:`` lines; they are records of service ``squid-internal``, never ``http``."""
+    proxy_port, conf, log = squid
+    bare = socket.create_connection(("127.0.0.1", proxy_port), timeout=10)
+    bare.close()
+    garbage = socket.create_connection(("127.0.0.1", proxy_port), timeout=10)
+    garbage.sendall(b"GARBAGE\r\n\r\n")
+    assert garbage.recv(12) == b"HTTP/1.1 400"
+    garbage.close()
+    with httpx.Client(proxy=f"http://127.0.0.1:{proxy_port}", timeout=10) as client:
+        reply = client.get(f"http://127.0.0.1:{origin}/f1.bin")
+    assert reply.status_code == 200
+    _flush_log(conf, log, 3)
+    fields = [line.split() for line in log.read_text().splitlines() if line.strip()]
+    # squid's own words, read with str.split: method, URL, result code
+    assert sorted((f[5], f[6], f[3]) for f in fields) == sorted(
+        [
+            ("-", "error:transaction-end-before-headers", "NONE_NONE/000"),
+            ("GARBAGE", "error:invalid-request", "NONE_NONE/400"),
+            ("GET", f"http://127.0.0.1:{origin}/f1.bin", "TCP_MISS/200"),
+        ]
+    )
+    data = tmp_path / "data"
+    peers.netdistill("import", "--data-dir", str(data), "--format", "squid", str(log))
+    rows = peers.query(
+        data,
+        "select service, http_method, http_status, url, squid_error, bytes from records "
+        "order by service, squid_error",
+    )
+    by_size = {f[6]: int(f[4]) for f in fields}
+    assert rows == [
+        {
+            "service": "http",
+            "http_method": "GET",
+            "http_status": 200,
+            "url": f"http://127.0.0.1:{origin}/f1.bin",
+            "squid_error": None,
+            "bytes": by_size[f"http://127.0.0.1:{origin}/f1.bin"],
+        },
+        {
+            "service": "squid-internal",
+            "http_method": "GARBAGE",
+            "http_status": 400,
+            "url": None,
+            "squid_error": "invalid-request",
+            "bytes": by_size["error:invalid-request"],
+        },
+        {
+            "service": "squid-internal",
+            "http_method": None,
+            "http_status": None,
+            "url": None,
+            "squid_error": "transaction-end-before-headers",
+            "bytes": 0,
+        },
+    ]

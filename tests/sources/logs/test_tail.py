@@ -22,6 +22,12 @@ from netdistill.sources.logs.listener import FileSource
 from netdistill.store.duckdb import DuckDBStore
 
 
+@pytest.fixture(params=["auto", "poll"])
+def watch(request: pytest.FixtureRequest) -> str:
+    """Every test runs with inotify watching and with polling alone."""
+    return str(request.param)
+
+
 def line(i: int) -> str:
     return (
         f"1700000000.{i % 1000:03d}     5 10.0.0.1 TCP_MISS/200 {i} GET http://h/{i} - "
@@ -79,12 +85,12 @@ class Harness:
         return [int(v) for v in rows.to_pylist()]
 
 
-def test_rename_rotation_reads_old_file_to_its_end_then_the_new_one(tmp_path):
+def test_rename_rotation_reads_old_file_to_its_end_then_the_new_one(tmp_path, watch):
     log = tmp_path / "access.log"
     writer = open(log, "a")  # noqa: SIM115 - squid keeps its log open across a rename
     writer.write("".join(line(i) for i in range(100)) + line(100)[:20])  # partial line 100
     writer.flush()
-    h = Harness(tmp_path, str(log))
+    h = Harness(tmp_path, str(log), watch=watch)
     h.drain(100)
     writer.write(line(100)[20:])
     writer.flush()
@@ -98,10 +104,10 @@ def test_rename_rotation_reads_old_file_to_its_end_then_the_new_one(tmp_path):
     assert h.source.status()["rotations"] == 1
 
 
-def test_truncation_restarts_at_zero(tmp_path):
+def test_truncation_restarts_at_zero(tmp_path, watch):
     log = tmp_path / "access.log"
     write(log, range(40), "w")
-    h = Harness(tmp_path, str(log))
+    h = Harness(tmp_path, str(log), watch=watch)
     h.drain(40)
     shutil.copy(log, tmp_path / "access.log.1")  # logrotate copytruncate
     with open(log, "r+") as f:
@@ -119,10 +125,10 @@ def test_truncation_restarts_at_zero(tmp_path):
     assert h.source.status()["truncations"] == 2
 
 
-def test_restart_neither_loses_nor_repeats(tmp_path):
+def test_restart_neither_loses_nor_repeats(tmp_path, watch):
     log = tmp_path / "access.log"
     write(log, range(30), "w")
-    h = Harness(tmp_path, str(log))
+    h = Harness(tmp_path, str(log), watch=watch)
     h.drain(30)
     h.pipeline.stop()
     # while stopped: more lines, then a rotation, then the new file
@@ -140,10 +146,10 @@ def test_restart_neither_loses_nor_repeats(tmp_path):
     assert h.numbers() == list(range(70))
 
 
-def test_bad_lines_go_to_quarantine_with_path_and_line(tmp_path):
+def test_bad_lines_go_to_quarantine_with_path_and_line(tmp_path, watch):
     log = tmp_path / "web.log"
     log.write_text(line(0) + "this is not squid\n\n" + line(1) + "1.5 x\r\n" + line(2))
-    h = Harness(tmp_path, str(tmp_path / "*.log"))
+    h = Harness(tmp_path, str(tmp_path / "*.log"), watch=watch)
     h.drain(3)
     rows = h.store.query(
         "select location, reason, detail, payload, exporter, source from quarantine "
@@ -172,10 +178,10 @@ def test_bad_lines_go_to_quarantine_with_path_and_line(tmp_path):
     assert status["dropped"] == {"malformed": 2}
 
 
-def test_start_at_end_skips_old_lines_but_counts_them(tmp_path):
+def test_start_at_end_skips_old_lines_but_counts_them(tmp_path, watch):
     log = tmp_path / "access.log"
     write(log, range(25), "w")
-    h = Harness(tmp_path, str(log), start_at="end")
+    h = Harness(tmp_path, str(log), watch=watch, start_at="end")
     h.pipeline.step()
     assert h.count() == 0
     with open(log, "a") as f:

@@ -41,6 +41,12 @@ class FileSourceConfig(SourceConfigBase):
     poll_interval_s: PositiveFloat = Field(
         1.0, description="how often the paths are matched again for new and rotated files"
     )
+    watch: Literal["auto", "poll"] = Field(
+        "auto",
+        description="auto: inotify opens every file that appears under a watched name at "
+        "once, however short its life (polling where inotify cannot be had); poll: only "
+        "the poll every poll_interval_s finds files (a file renamed away sooner is missed)",
+    )
     read_chunk_bytes: PositiveInt = Field(
         4 * 1024 * 1024, description="at most this much is read from one file per poll"
     )

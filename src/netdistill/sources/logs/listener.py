@@ -65,6 +65,7 @@ class FileSource:
             start_at=config.start_at,
             poll_interval_s=config.poll_interval_s,
             read_chunk_bytes=config.read_chunk_bytes,
+            watch=config.watch == "auto",
         )
 
     # --- live --------------------------------------------------------------------------------
@@ -104,6 +105,8 @@ class FileSource:
             "type": "file",
             **self.counters.as_dict(),
             "files": list(stats.files),
+            "watching": self.tailer.watching,
+            "watch_overflows": self.tailer.watch_overflows,
             "rotations": stats.rotations,
             "truncations": stats.truncations,
             "long_lines_cut": stats.long_lines_cut,

@@ -15,6 +15,16 @@ server or peer when it is an address (``dst_host`` when it is a name), ``bytes``
 reply size, ``service`` ``https`` for ``CONNECT`` and ``https://`` URLs (``ftp`` for
 ``ftp://``), else ``http``.
 
+Lines without a request — a connection closed before its headers, a request Squid
+could not parse, load-balancer health checks — carry the method ``-`` (Squid 4+) or
+``NONE`` (older) and a pseudo-URL ``error:<name>``
+(``NONE_NONE/000 0 - error:transaction-end-before-headers - HIER_NONE/- -``). Such a
+line is still a record (its bytes, Squid's error page, did go to the client), but not an
+HTTP transaction: ``service`` is ``squid-internal``, ``http_method`` null for ``-`` and
+``NONE`` (what else the client sent, ``GARBAGE``, is kept), ``url`` null and
+``squid_error`` the name after ``error:``. The status ``000`` (no reply was sent) is
+null in ``http_status``, on every line.
+
 The whole batch is parsed with one Polars ``str.split`` on spaces: the elapsed time is
 padded with spaces, so a line splits into the time, some empty strings and then the
 other nine fields, which are taken counted from the end. A line must hold exactly ten
@@ -42,8 +52,11 @@ from netdistill.sources.logs.columns import (
 
 HTTP_FIELDS = (
     FieldSpec("http_method", "string", "HTTP request method (GET, CONNECT …)"),
-    FieldSpec("http_status", "uint16", "HTTP status code of the reply (0 when none)"),
+    FieldSpec("http_status", "uint16", "HTTP status code of the reply (null when none was sent)"),
 )
+
+#: ``service`` of a line without a usable request (see the module docstring)
+SQUID_INTERNAL = "squid-internal"
 
 #: the latest time a log line may carry (2100-01-01): beyond is a broken line
 _MAX_UNIX_S = 4_102_444_800
@@ -56,6 +69,12 @@ class SquidFormat:
         *HTTP_FIELDS,
         FieldSpec("cache_result", "string", "Squid result code (TCP_MISS, TCP_HIT …)"),
         FieldSpec("content_type", "string", "MIME type of the reply"),
+        FieldSpec(
+            "squid_error",
+            "string",
+            "Squid's error for a transaction without a usable request "
+            "(transaction-end-before-headers, invalid-request …)",
+        ),
     )
 
     def parse(self, lines: pa.Table) -> Parsed:
@@ -107,8 +126,14 @@ class SquidFormat:
         )
         end_us = (pl.col("_time") * 1_000_000).round().cast(pl.Int64)
         start_us = end_us - pl.col("_elapsed") * 1000
-        url = pl.col("url")
-        method = pl.col("http_method")
+        raw_url = pl.col("url")
+        raw_method = pl.col("http_method")
+        # no request: Squid logs "-" (or, before Squid 4, NONE) as the method and an
+        # error:<name> pseudo-URL; such a line is Squid's own, not an HTTP transaction
+        method = pl.when(raw_method.is_in(["-", "NONE"])).then(None).otherwise(raw_method)
+        error = raw_url.str.strip_prefix("error:")
+        internal = method.is_null() | raw_url.str.starts_with("error:")
+        url = pl.when(internal).then(None).otherwise(raw_url)
         columns = [
             start_us.cast(UTC_US).alias("start_time"),
             end_us.cast(UTC_US).alias("end_time"),
@@ -118,18 +143,24 @@ class SquidFormat:
             ip_or_null(pl.col("_peer")).alias("dst_ip"),
             host_or_null(pl.col("_peer")).alias("dst_host"),
             dash_null(pl.col("_user")).alias("user_name"),
-            url,
+            url.alias("url"),
             pl.col("_size").alias("bytes"),
-            pl.when((method == "CONNECT") | url.str.starts_with("https://"))
+            pl.when(internal)
+            .then(pl.lit(SQUID_INTERNAL))
+            .when((method == "CONNECT") | url.str.starts_with("https://"))
             .then(pl.lit("https"))
             .when(url.str.starts_with("ftp://"))
             .then(pl.lit("ftp"))
             .otherwise(pl.lit("http"))
             .alias("service"),
-            method,
-            pl.col("http_status"),
+            method.alias("http_method"),
+            pl.when(pl.col("http_status") == 0)
+            .then(None)
+            .otherwise(pl.col("http_status"))
+            .alias("http_status"),
             pl.col("cache_result"),
             pl.col("content_type"),
+            pl.when(raw_url.str.starts_with("error:")).then(error).alias("squid_error"),
             *exporter_column(frame),
         ]
         return split_good_bad(frame, columns)

@@ -4,6 +4,15 @@ A file is known by its identity ``(st_dev, st_ino)``, not its name, so a rename 
 make it a new file. Every poll reads what was appended to each followed file, up to the
 last newline: a partial last line stays in the file until its newline arrives.
 
+Finding files: with ``watch`` (the default, where inotify can be had) a ``Watcher`` thread
+(``watch.py``) opens every file that appears under a watched name — created or renamed
+there — the moment inotify reports it, and keeps the descriptor, so a file that carried
+the name for a few milliseconds is read to its end all the same; each ``read`` takes over
+those descriptors and rescans the names at once when one changed. Every
+``poll_interval_s`` the patterns are globbed again as well (the only way to find files
+with ``watch`` off, with ``NETDISTILL_LOGS_POLL_ONLY=1``, or where inotify failed: then a
+file renamed away within one poll is missed).
+
 Rotation:
 
 * **rename** (logrotate's default, ``squid -k rotate``): the path now names another
@@ -35,9 +44,13 @@ import json
 import logging
 import os
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
+
+from netdistill.sources.logs.watch import Opened, Watcher, inotify_available
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +58,10 @@ log = logging.getLogger(__name__)
 ROTATED_GRACE_S = 2.0
 #: bytes compared at the start of a file to tell it from another file on the same inode
 HEAD_BYTES = 64
+#: identities of finished files remembered, to drop a late duplicate descriptor
+FINISHED_KEPT = 256
+#: set to 1 to poll only, also where a scheme asks for inotify
+POLL_ONLY_ENV = "NETDISTILL_LOGS_POLL_ONLY"
 
 Key = tuple[int, int]
 
@@ -104,6 +121,7 @@ class Tailer:
         poll_interval_s: float = 1.0,
         read_chunk_bytes: int = 4 * 1024 * 1024,
         clock: Callable[[], float] = time.monotonic,
+        watch: bool = True,
     ) -> None:
         self.patterns = list(patterns)
         self.state_path = state_path
@@ -118,6 +136,16 @@ class Tailer:
         self.backlog_bytes = 0
         self.rotated_grace_s = ROTATED_GRACE_S
         self.stats = TailStats()
+        #: watch the patterns' directories with inotify (else: poll only)
+        self.watch = watch and os.environ.get(POLL_ONLY_ENV, "") in ("", "0")
+        self._watcher: Watcher | None = None
+        #: ``inotify`` once a watcher thread opens new files at once, else ``poll``
+        self.watching = "poll"
+        self._overflows = 0
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+        #: files read to their end and closed, by identity: a late second descriptor of
+        #: one of them from the watcher is dropped, not read again (bounded)
+        self._finished: dict[Key, Position] = {}
 
     # --- durable offsets -------------------------------------------------------------------
 
@@ -213,7 +241,7 @@ class Tailer:
 
     def _open(self, key: Key, path: str, now: float) -> _Followed | None:
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
             log.warning("cannot open %s: %s", path, exc)
             return None
@@ -221,16 +249,44 @@ class Tailer:
         if (st.st_dev, st.st_ino) != key:  # replaced between stat and open: next scan
             os.close(fd)
             return None
+        return self._follow(key, path, fd, now, skip=self._first_scan and self.start_at == "end")
+
+    def _follow(self, key: Key, path: str, fd: int, now: float, *, skip: bool) -> _Followed:
+        """Follow the open ``fd``: from its committed offset when it is a known file, from
+        its last line end when ``skip``, else from its start."""
         position = Position(key[0], key[1], path)
         known = self._committed.get(key)
         if known is not None and _head_matches(fd, known):
             position.offset, position.line, position.head = known.offset, known.line, known.head
-        elif self._first_scan and self.start_at == "end":
-            position.offset, position.line = _last_line_end(fd, st.st_size)
+        elif skip:
+            position.offset, position.line = _last_line_end(fd, os.fstat(fd).st_size)
             position.head = os.pread(fd, min(HEAD_BYTES, position.offset), 0).hex()
         followed = _Followed(position, fd, changed_at=now)
         self._files[key] = followed
         return followed
+
+    def _adopt(self, opened: list[Opened], now: float) -> None:
+        """Follow the files the watcher opened, unless followed or finished already."""
+        for item in opened:
+            key = (item.dev, item.ino)
+            finished = self._finished.get(key)
+            late = finished is not None and finished.head and _head_matches(item.fd, finished)
+            if key in self._files or late:
+                os.close(item.fd)
+                continue
+            self._follow(key, item.path, item.fd, now, skip=False)
+
+    def _start_watching(self) -> None:
+        if self.watch and self.patterns and inotify_available():
+            try:
+                self._watcher = Watcher(self.patterns)
+            except OSError as exc:
+                log.warning(
+                    "inotify unavailable (%s): polling every %s s", exc, self.poll_interval_s
+                )
+                return
+            self._finalizer = weakref.finalize(self, self._watcher.stop)
+            self.watching = "inotify"
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -238,7 +294,18 @@ class Tailer:
         """Whole lines appended since the last read, rotated files first; the positions to
         ``commit`` once they are durably consumed (None when nothing moved)."""
         now = self._clock()
-        if self._scanned_at is None or now - self._scanned_at >= self.poll_interval_s:
+        if self._first_scan and self._watcher is None:
+            self._start_watching()  # before the first scan: no file falls between them
+        changed = False
+        if self._watcher is not None:
+            opened, changed = self._watcher.take()
+            if opened:  # new since the watcher started: read from their start
+                self._adopt(opened, now)
+                changed = True
+        due = self._scanned_at is None or now - self._scanned_at >= self.poll_interval_s
+        if due and self._watcher is not None and self._scanned_at is not None:
+            self._watcher.ensure_watches()
+        if changed or due:
             self._scan(now)
             self._scanned_at = now
         chunks: list[Chunk] = []
@@ -252,7 +319,11 @@ class Tailer:
             if chunk is not None or followed.position.done:
                 moved.append(_copy(followed.position))
         for key in [k for k, f in self._files.items() if f.position.done]:
-            os.close(self._files.pop(key).fd)
+            followed = self._files.pop(key)
+            os.close(followed.fd)
+            self._finished[key] = followed.position
+            while len(self._finished) > FINISHED_KEPT:
+                del self._finished[next(iter(self._finished))]
         return chunks, moved or None
 
     def _read_one(self, followed: _Followed, now: float) -> Chunk | None:
@@ -300,7 +371,16 @@ class Tailer:
         position.line += data.count(b"\n")
         return chunk
 
+    @property
+    def watch_overflows(self) -> int:
+        """inotify queue overflows (events the kernel dropped; the names were rescanned)."""
+        return self._watcher.overflows if self._watcher is not None else self._overflows
+
     def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._overflows = self._watcher.overflows
+            self._watcher = None
         for followed in self._files.values():
             os.close(followed.fd)
         self._files.clear()
