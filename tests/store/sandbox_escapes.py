@@ -26,6 +26,7 @@ T0 = 1_800_000_000.0
 OPERATOR = "otto"
 PASSWORD = "password-otto"
 RECORDS = 40
+TOKEN = "world-token"
 
 #: (SQL, rule that refuses it). ``{data}`` is the data directory, ``{out}`` a file that
 #: must never be written, ``{db}`` the store file.
@@ -121,6 +122,7 @@ class World:
     data_dir: Path
     store: DuckDBStore
     console: Console
+    admin_password: str
 
     @property
     def out(self) -> Path:
@@ -154,14 +156,15 @@ def build_world(data_dir: Path) -> World:
     saved report, ``RECORDS`` records, and ``manager.json`` with a token."""
     data_dir.mkdir(parents=True, exist_ok=True)
     store = DuckDBStore(data_dir / "records.duckdb", clock=lambda: T0)
-    console = Console(store, token="world-token", announce=lambda _p: None, hasher=CHEAP_HASHER)
+    announced: list[str] = []
+    console = Console(store, token=TOKEN, announce=announced.append, hasher=CHEAP_HASHER)
     console.users.add(OPERATOR, PASSWORD, "operator")
     console.sessions.create(OPERATOR)
     SchemeVersions(store).add("sources: []\n", user="admin", comment="first")
     save_report(store, Report(name="per_source", title="x", sql="SELECT 1 AS one"))
     store.commit(records(), origin="test", sequence=1)
-    (data_dir / "manager.json").write_text(json.dumps({"token": "world-token"}))
-    return World(data_dir, store, console)
+    (data_dir / "manager.json").write_text(json.dumps({"token": TOKEN}))
+    return World(data_dir, store, console, announced[0])
 
 
 def snapshot(world: World) -> dict[str, Any]:
@@ -173,5 +176,9 @@ def snapshot(world: World) -> dict[str, Any]:
             "SELECT table_name FROM information_schema.tables ORDER BY 1"
         ).to_pylist(),
         "records": store.query("SELECT count(*) AS n FROM records").to_pylist(),
-        "files": sorted(p.name for p in world.data_dir.iterdir() if not p.name.endswith(".wal")),
+        "files": sorted(
+            p.name
+            for p in world.data_dir.iterdir()
+            if not p.name.endswith(".wal") and p.name != "manager.json"
+        ),
     }
