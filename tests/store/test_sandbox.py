@@ -187,7 +187,7 @@ def _documented_queries() -> list[tuple[str, str, dict[str, str]]]:
 
 def test_the_documented_queries_still_run(world):
     documented = _documented_queries()
-    assert len(documented) >= 9  # README, store, stages, monitoring, reports, security …
+    assert len(documented) >= 12  # README, store, stages, monitoring, reports, security …
     store = world.store
     ensure_alerts(store)
     execute(store, "CREATE TABLE agg_conversations (src_ip VARCHAR, bytes UBIGINT)")
@@ -250,3 +250,26 @@ def test_check_alone_reads_only_the_text():
     for name in ("alert_tasks", "_agg_state_x", "rollup_x_secret", "answered_requests"):
         with pytest.raises(QueryRefusedError, match="rule: table"):
             check(f"SELECT * FROM {name}")
+
+
+def test_a_table_lookup_over_the_store_runs_in_the_sandbox(world):
+    """An operator writes a lookup's SQL in the scheme: the same sandbox as a query."""
+    from netdistill.lookups.tabular import LookupDataError, RowsSource, load_rows
+
+    columns = {"name": "string", "role": "string"}
+    for sql, rule in (
+        ("SELECT name, role FROM users", "table"),
+        (
+            f"EXPLAIN ANALYZE UPDATE users SET role = 'admin' WHERE name = '{OPERATOR}'",
+            "one-select",
+        ),
+    ):
+        with pytest.raises(LookupDataError, match=rf"^sql on the store: refused \(rule: {rule}\)"):
+            load_rows(RowsSource(sql=sql), columns, store=world.store)
+    assert world.console.users.role_of(OPERATOR).name == "operator"
+    rows = load_rows(
+        RowsSource(sql="SELECT user_name AS name, 'x' AS role FROM records GROUP BY 1 ORDER BY 1"),
+        columns,
+        store=world.store,
+    )
+    assert rows.column("name").to_pylist() == ["u0", "u1", "u2"]
