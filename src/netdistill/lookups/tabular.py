@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from netdistill.errors import LookupDataError
+from netdistill.errors import LookupDataError, NetdistillError
 from netdistill.records.fields import FIELD_TYPES
 
 
