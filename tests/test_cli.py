@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from netdistill.store.duckdb import DuckDBStore
+
 CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "captures" / "akvorado-netflow"
 NETDISTILL = [sys.executable, "-m", "netdistill"]
 
@@ -79,7 +81,7 @@ def test_import_then_query_in_every_format(tmp_path):
     assert json.loads(params) == bound
     refused = cli("query", "--data-dir", str(tmp_path), "delete from records", check=False)
     assert refused.returncode == 1
-    assert "only SELECT queries are allowed here, not DELETE" in refused.stderr
+    assert "refused (rule: one-select): only a SELECT is allowed, not DELETE" in refused.stderr
 
 
 def test_import_of_missing_or_bad_file_names_the_file(tmp_path):
@@ -252,11 +254,19 @@ def test_demo_run_shows_records_within_seconds(tmp_path):
         "from records where procedure = 'web-sessions'",
     )
     assert merged == [{"seen": True, "bad": 0}]
-    read = query_json(
-        tmp_path,
+    # (the stages' watermarks are internal: the query sandbox refuses them, the manager's
+    # own reads see them)
+    watermarks = (
         "select stage, watermark > 0 read from _stage_state "
-        "where stage in ('conversations', 'hourly-usage', 'web-sessions') order by 1",
+        "where stage in ('conversations', 'hourly-usage', 'web-sessions') order by 1"
     )
+    refused = cli("query", "--data-dir", str(tmp_path), watermarks, check=False)
+    assert "refused (rule: table): '_stage_state' is not readable here" in refused.stderr
+    store = DuckDBStore(tmp_path / "records.duckdb", read_only=True)
+    try:
+        read = store.query(watermarks).to_pylist()
+    finally:
+        store.close()
     assert read == [
         {"stage": "conversations", "read": True},
         {"stage": "hourly-usage", "read": True},

@@ -22,7 +22,7 @@ is caught that broadly. The whole tree::
      │    └── _Skip                 (sources/pcap.py, private) a packet that is no UDP datagram
      ├── FieldError                 a field name or type is unknown or clashes
      ├── StoreError                 the store refused an operation
-     │    └── ReadOnlyQueryError    a query tried to change the store
+     │    └── QueryRefusedError     a person's query broke a sandbox rule or limit
      ├── LookupDataError            a lookup's table could not be loaded
      ├── LookupUnavailableError     a lookup's peer did not answer (usably)
      │    ├── SnmpWalkError         an SNMP agent's interface walk did not complete
@@ -58,7 +58,7 @@ __all__ = [
     "NotationError",
     "PluginError",
     "ProcedureChangeError",
-    "ReadOnlyQueryError",
+    "QueryRefusedError",
     "ReportError",
     "SchemeApplyError",
     "SchemeError",
@@ -183,8 +183,16 @@ class StoreError(NetdistillError):
     """The store refused an operation."""
 
 
-class ReadOnlyQueryError(StoreError):
-    """A query given to a read-only entry point would change the store."""
+class QueryRefusedError(StoreError):
+    """The query sandbox (``store/sandbox.py``) refused or stopped a person's query.
+
+    ``rule`` names the rule or limit (``one-select``, ``table``, ``table-function``,
+    ``function``, ``syntax``, ``time-limit``, ``row-limit``); the message starts with
+    ``refused (rule: <rule>):``."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        self.rule = rule
+        super().__init__(message)
 
 
 # --- lookups --------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ def test_changes_are_audited_with_who_and_what(kit):
         "/api/users", json={"name": "eve", "password": "secret-pw-1", "role": "viewer"}
     ).json() == {"added": "eve", "role": "viewer"}
     assert token.delete("/api/users/eve").status_code == 200
-    # not audited: reads, refused changes, a failed change, data delivery
+    # not audited: reads, refused changes, a failed change, data delivery (but a query is)
     assert operator.get("/api/fields").status_code == 200
     assert operator.get("/api/audit").status_code == 403
     assert (
@@ -45,6 +45,7 @@ def test_changes_are_audited_with_who_and_what(kit):
         ("otto", "POST /api/procedures/routers/disable"),
         ("ada", "POST /api/users"),
         ("token", "DELETE /api/users/eve"),
+        ("token", "query"),
     ]
     import json
 

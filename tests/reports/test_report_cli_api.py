@@ -108,7 +108,10 @@ def test_api_routes_need_the_token_and_save_run_delete(tmp_path):
         assert saved["rows"] == [["nf", 16], ["radius", 14]]
         write = client.post("/api/reports", json={**definition, "sql": "DROP TABLE records"})
         assert write.status_code == 400
-        assert write.json() == {"error": "only SELECT queries are allowed here, not DROP"}
+        assert write.json() == {
+            "error": "report per_exporter: refused (rule: one-select): "
+            "only a SELECT is allowed, not DROP"
+        }
         assert client.delete("/api/reports/per_exporter").json() == {"deleted": "per_exporter"}
         assert client.get("/api/reports/per_exporter/run").status_code == 404
         assert client.delete("/api/reports/billing_usage").status_code == 400

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 from reports_data import RANGE, build_store
 
-from netdistill.errors import ReadOnlyQueryError, ReportError, UnknownReportError
+from netdistill.errors import QueryRefusedError, ReportError, UnknownReportError
 from netdistill.reports import (
     Report,
     delete_report,
@@ -63,10 +63,11 @@ def test_saved_report_round_trip(store):
 
 def test_refusals(store):
     with pytest.raises(
-        ReadOnlyQueryError, match="only SELECT queries are allowed here, not DELETE"
+        QueryRefusedError,
+        match=r"wipe: refused \(rule: one-select\): only a SELECT is allowed, not DELETE",
     ):
         save_report(store, Report(name="wipe", title="x", sql="DELETE FROM records"))
-    with pytest.raises(ReadOnlyQueryError, match="allowed here, not DROP"):
+    with pytest.raises(QueryRefusedError, match="exactly one statement is allowed, found 2"):
         save_report(store, Report(name="two", title="x", sql="SELECT 1; DROP TABLE records"))
     with pytest.raises(ValidationError, match=r"undeclared parameter\(s\) \$who"):
         Report(name="undeclared", title="x", sql="SELECT * FROM records WHERE user_name = $who")

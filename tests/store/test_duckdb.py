@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from netdistill.errors import FieldError, ReadOnlyQueryError, StoreError
+from netdistill.errors import FieldError, QueryRefusedError, StoreError
 from netdistill.records.batch import Quarantined
 from netdistill.records.ip import ipv4_to_text
 from netdistill.records.schema import SOURCE_SCHEMA, conform
@@ -90,9 +90,13 @@ def test_queries_are_read_only_and_take_bound_parameters(store):
         "insert into records select * from records",
         "select 1; update records set bytes = 0",
     ):
-        with pytest.raises(ReadOnlyQueryError):
-            store.query(sql)
-    table = store.query("select count(*) n from records where src_ip = $ip", {"ip": "10.0.0.1"})
+        with pytest.raises(QueryRefusedError, match=r"^refused \(rule: one-select\)"):
+            store.query_user(sql)
+        with pytest.raises(StoreError, match="one SELECT"):
+            store.query(sql)  # the manager's own reads only read too
+    table = store.query_user(
+        "select count(*) n from records where src_ip = $ip", {"ip": "10.0.0.1"}
+    )
     assert table.to_pylist() == [{"n": 2}]  # i % 7 == 0 for i in 0..13
     with pytest.raises(StoreError, match="records_typo"):
         store.query("select * from records_typo")

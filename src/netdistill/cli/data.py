@@ -43,7 +43,8 @@ def query(
         typer.Option("--param", "-p", help="NAME=VALUE bound to $NAME in the query."),
     ] = None,
 ) -> None:
-    """Run a read-only SQL query on the store (through the manager while it runs)."""
+    """Run one SELECT on the store, in the query sandbox (through the manager while it
+    runs): records, quarantine and the report tables; see docs/security.md."""
     from netdistill import output
 
     if format not in ("table", "csv", "json"):
@@ -57,7 +58,7 @@ def query(
     with errors():
         store = _read_store(data_dir)
         try:
-            table = store.query(sql, params or None)
+            table = store.query_user(sql, params or None)
         finally:
             store.close()
     if format == "json":

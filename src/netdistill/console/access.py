@@ -58,13 +58,15 @@ class Access:
         return Principal(session.user, role, "session", session.csrf_token, session.expires_at)
 
     def authorize(self, request: Request) -> Principal:
-        """The guard (a FastAPI dependency): raises 401/403, else leaves the caller in
-        ``request.state.principal`` (read by the audit log) and returns it."""
+        """The guard (a FastAPI dependency): leaves the caller in
+        ``request.state.principal`` (read by the audit log, which records refused
+        queries too), raises 401/403, else returns it."""
         principal = self.principal(request)
         if principal is None:
             raise HTTPException(
                 status_code=401, detail="log in, or give the manager's bearer token"
             )
+        request.state.principal = principal  # also when refused below: the audit names it
         if principal.via == "session" and token_only(request.method, request.url.path):
             raise HTTPException(
                 status_code=403,
@@ -80,5 +82,4 @@ class Access:
             given = request.headers.get(CSRF_HEADER, "")
             if not given or not hmac.compare_digest(given.encode(), principal.csrf_token.encode()):
                 raise HTTPException(status_code=403, detail="missing or wrong X-CSRF-Token")
-        request.state.principal = principal
         return principal

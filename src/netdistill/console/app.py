@@ -100,3 +100,4 @@ class Console:
         app.include_router(procedures_console_router(self.access))
         mount_pages(app, self.access)
         app.add_middleware(AuditMiddleware, audit=self.audit)
+        app.state.audit = self.audit  # routes that audit themselves (audit.record_query)

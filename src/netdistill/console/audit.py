@@ -5,7 +5,14 @@
 It records each request that may change something (any method but GET/HEAD/OPTIONS)
 under ``/api/`` and succeeded (status < 400), plus failed logins. Data delivery is not
 an operator's change and is left out (``/api/ingest``, ``/api/heartbeat``,
-``/api/commit``, ``/api/quarantine``), as is ``/api/query`` (read-only SQL).
+``/api/commit``, ``/api/quarantine``).
+
+SQL a person wrote is audited whatever its outcome, as action ``query``: every
+``POST /api/query`` (the route calls ``record_query`` after running or refusing it; a
+request the guard refuses, 401/403, is recorded here), every run of a saved report and
+every saved report refused at save time. ``detail``: ``via`` (``api``,
+``report NAME``, ``report save NAME``), ``sql``, ``params``, ``rows``, ``ms``,
+``refused`` (the sandbox or the role said no), ``rule`` and ``error``.
 
 Table ``audit_log`` (id, logged_at, user_name, action, detail): ``action`` is the
 method and path (``POST /api/procedures/web/disable``), ``detail`` a JSON object with the
@@ -29,9 +36,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from netdistill.console.roles import SAFE_METHODS
+from netdistill.errors import QueryRefusedError
 from netdistill.manager.tables import execute
 from netdistill.scheme.redact import redact_value
 from netdistill.store import Store
+from netdistill.store.sandbox import QueryRun
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS audit_log (
@@ -39,9 +48,10 @@ CREATE TABLE IF NOT EXISTS audit_log (
     action VARCHAR NOT NULL, detail VARCHAR)
 """
 
-NOT_AUDITED = frozenset(
-    {"/api/ingest", "/api/heartbeat", "/api/commit", "/api/quarantine", "/api/query"}
-)
+NOT_AUDITED = frozenset({"/api/ingest", "/api/heartbeat", "/api/commit", "/api/quarantine"})
+#: routes that audit themselves (``record_query``); the middleware adds only their refusals
+QUERY_PATH = "/api/query"
+QUERY_ACTION = "query"
 LOGIN_PATH = "/api/auth/login"
 
 
@@ -77,6 +87,34 @@ class AuditLog:
             row["logged_at"] = row["logged_at"].isoformat().replace("+00:00", "Z")
             row["detail"] = json.loads(row["detail"] or "{}")
         return rows
+
+
+def record_query(
+    request: Any,
+    *,
+    via: str,
+    sql: str,
+    params: Any,
+    measured: QueryRun,
+    error: BaseException | None = None,
+) -> None:
+    """Audit one run (or refusal) of a person's SQL; the caller is the guard's principal
+    (``token`` without a console). A no-op when no console is mounted."""
+    audit = getattr(request.app.state, "audit", None)
+    if audit is None:
+        return
+    principal = getattr(request.state, "principal", None)
+    detail = {
+        "via": via,
+        "sql": sql,
+        "params": redact(params or {}),
+        "rows": measured.rows,
+        "ms": measured.elapsed_ms,
+        "refused": isinstance(error, QueryRefusedError),
+        "rule": getattr(error, "rule", None),
+        "error": str(error) if error is not None else None,
+    }
+    audit.record(principal.user if principal is not None else "token", QUERY_ACTION, detail)
 
 
 def redact(value: Any) -> Any:
@@ -132,6 +170,13 @@ class AuditMiddleware:
         principal = state.get("principal")
         user = principal.user if principal is not None else state.get("audit_user")
         body = _body_detail(b"".join(chunks))
+        if path == QUERY_PATH:
+            if status in (401, 403):  # the guard refused it: the route never ran
+                sql = body.get("sql") if isinstance(body, dict) else None
+                detail = {"via": "api", "sql": sql, "status": status, "refused": True}
+                detail["rule"] = "role"
+                await run_in_threadpool(self.audit.record, str(user or "?"), QUERY_ACTION, detail)
+            return
         if status >= 400:
             if path != LOGIN_PATH:
                 return

@@ -1,9 +1,11 @@
 """Loading the rows behind a table-like lookup (``table``, ``prefix``): a CSV file or an
 SQL query, typed by the columns the scheme declares.
 
-``database`` says where a query runs: ``store`` (the central database, through the
-``Store`` protocol's read-only ``query``), ``duckdb:/path/file.duckdb`` (opened read-only)
-or ``sqlite:/path/file.db`` (Python's DBAPI ``sqlite3``). SQLAlchemy is not a dependency:
+``database`` says where a query runs: ``store`` (the central database; the SQL is an
+operator's, so it runs in the query sandbox, ``Store.query_user``: records, quarantine
+and report tables only, docs/security.md), ``duckdb:/path/file.duckdb`` (opened read-only
+and hardened like the store: no file, network or extension access from SQL) or
+``sqlite:/path/file.db`` (Python's DBAPI ``sqlite3``). SQLAlchemy is not a dependency:
 these three cover the seeds' "NMS DB" and policy-server exports without it.
 """
 
@@ -17,7 +19,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from netdistill.errors import LookupDataError
+from netdistill.errors import LookupDataError, NetdistillError
 from netdistill.records.fields import FIELD_TYPES
 
 
@@ -43,13 +45,16 @@ def _query(source: RowsSource, store: Any) -> pa.Table:
     if database == "store":
         if store is None:
             raise LookupDataError("database 'store' needs the central store (not available)")
-        table: pa.Table = store.query(source.sql)
+        try:
+            table: pa.Table = store.query_user(source.sql)
+        except NetdistillError as exc:
+            raise LookupDataError(f"sql on the store: {exc}") from None
         return table
     kind, _, path = database.partition(":")
     if kind == "duckdb":
-        import duckdb
+        from netdistill.store.duckdb import connect
 
-        with duckdb.connect(path, read_only=True) as conn:
+        with connect(Path(path), read_only=True) as conn:
             return conn.sql(source.sql).to_arrow_table()
     if kind == "sqlite":
         import sqlite3

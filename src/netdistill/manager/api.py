@@ -7,6 +7,11 @@ the manager passes ``access`` (the console's guard, ``console/access.py``), that
 a console session with the role the route needs. FastAPI's own /docs and /redoc load
 their scripts from a CDN, so they are off here; the console serves /docs offline. Query
 results travel as Arrow IPC streams: types (timestamps, unsigned ints) survive the trip.
+
+``POST /api/query`` runs a person's SQL in the query sandbox (``Store.query_user``,
+``store/sandbox.py``) within ``query_limits()`` (the scheme's ``manager.query``); a
+refusal is HTTP 400 naming the rule, and every query, run or refused, is written to the
+audit log when a console is mounted (``console/audit.py::record_query``).
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from netdistill import __version__
+from netdistill.console.audit import record_query
 from netdistill.errors import NetdistillError
 from netdistill.records.batch import Quarantined
 from netdistill.store import Store
+from netdistill.store.sandbox import QueryLimits, QueryRun
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
@@ -97,8 +104,10 @@ def create_app(
     routers: Sequence[APIRouter] = (),
     guarded: Sequence[APIRouter] = (),
     access: Callable[[Request], Any] | None = None,
+    query_limits: Callable[[], QueryLimits] = QueryLimits,
 ) -> FastAPI:
     app = FastAPI(title="netdistill manager", version=__version__, docs_url=None, redoc_url=None)
+    app.state.audit = None  # the console's audit log, once mounted
     for router in routers:  # parts with their own auth (gatherer delivery, plan)
         app.include_router(router)
 
@@ -120,8 +129,25 @@ def create_app(
         return status()
 
     @app.post("/api/query", dependencies=guard)
-    def post_query(body: QueryRequest) -> Response:
-        return Response(table_to_ipc(store.query(body.sql, body.params)), media_type=ARROW_STREAM)
+    def post_query(request: Request, body: QueryRequest) -> Response:
+        """A person's SQL, in the query sandbox; audited whether it runs or not."""
+        measured = QueryRun()
+        try:
+            table = store.query_user(
+                body.sql, body.params, limits=query_limits(), measured=measured
+            )
+        except NetdistillError as exc:
+            record_query(
+                request,
+                via="api",
+                sql=body.sql,
+                params=body.params,
+                measured=measured,
+                error=exc,
+            )
+            raise
+        record_query(request, via="api", sql=body.sql, params=body.params, measured=measured)
+        return Response(table_to_ipc(table), media_type=ARROW_STREAM)
 
     @app.post("/api/commit", dependencies=guard)
     async def post_commit(request: Request, origin: str, sequence: int) -> dict[str, int]:

@@ -56,9 +56,14 @@ class ManagerClient:
             headers={"content-type": ARROW_STREAM},
         )
 
-    def query(self, sql: str, params: Mapping[str, object] | None = None) -> pa.Table:
+    def query_user(self, sql: str, params: Mapping[str, object] | None = None) -> pa.Table:
+        """``POST /api/query``: the manager runs ``sql`` in its query sandbox (and audits
+        it); a refusal raises ``StoreError`` with the manager's message."""
         body = {"sql": sql, "params": dict(params) if params else None}
         return ipc_to_table(self.request("POST", "/api/query", json=body).content)
+
+    #: everything a client sends is a person's SQL to the manager: the same call
+    query = query_user
 
     def commit(self, batch: pa.Table, *, origin: str, sequence: int) -> int:
         response = self._send_arrow("/api/commit", batch, origin=origin, sequence=sequence)

@@ -143,7 +143,7 @@ class Manager:
             guarded=[
                 self.monitor.router(),
                 self.windows.router(),
-                reports_router(self.store),
+                reports_router(self.store, limits=lambda: self.config.query),
                 # through the current runner, which a scheme change replaces
                 *(
                     [stages_router(cast(StageRunner, _CurrentStages(self)))]
@@ -153,6 +153,7 @@ class Manager:
                 *self.guarded,
             ],
             access=self.console.access.authorize,
+            query_limits=lambda: self.config.query,
         )
         self.console.mount(app)
         family = socket.AF_INET6 if ":" in self.config.api_host else socket.AF_INET

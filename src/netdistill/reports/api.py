@@ -7,7 +7,9 @@
 * ``DELETE /api/reports/{name}`` — delete a saved report (built-in ones stay).
 
 Errors: 404 for an unknown report, 400 with ``{"error": …}`` for a bad parameter value,
-a write statement or a built-in name, 422 for a malformed definition.
+SQL the query sandbox refuses (``refused (rule: …)``) or a built-in name, 422 for a
+malformed definition. A saved report's SQL runs in the sandbox within ``limits()``;
+its runs, and saves the sandbox refused, are in the audit log (action ``query``).
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
-from netdistill.errors import ReportError, UnknownReportError
-from netdistill.reports.catalogue import Report, run_report
+from netdistill.console.audit import record_query
+from netdistill.errors import NetdistillError, QueryRefusedError, ReportError, UnknownReportError
+from netdistill.reports.catalogue import Report, is_builtin, run_report
 from netdistill.reports.render import FORMATS, MEDIA_TYPES, render
 from netdistill.reports.saved import delete_report, find_report, list_reports, save_report
+from netdistill.store.sandbox import QueryLimits, QueryRun
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
@@ -36,7 +40,12 @@ def parse_params(items: list[str]) -> dict[str, str]:
     return values
 
 
-def reports_router(store: Any, *, clock: Callable[[], float] = time.time) -> APIRouter:
+def reports_router(
+    store: Any,
+    *,
+    clock: Callable[[], float] = time.time,
+    limits: Callable[[], QueryLimits] = QueryLimits,
+) -> APIRouter:
     router = APIRouter(tags=["reports"])
 
     def _find(name: str) -> Report:
@@ -56,6 +65,7 @@ def reports_router(store: Any, *, clock: Callable[[], float] = time.time) -> API
 
     @router.get("/api/reports/{name}/run")
     def run(
+        request: Request,
         name: str,
         from_: str | None = Query(None, alias="from", description="start (now-24h, ISO)"),
         to: str | None = Query(None, description="end, exclusive (now, ISO)"),
@@ -70,7 +80,21 @@ def reports_router(store: Any, *, clock: Callable[[], float] = time.time) -> API
             values["from"] = from_
         if to is not None:
             values["to"] = to
-        result = run_report(store, report, values, clock=clock)
+        if is_builtin(report):
+            result = run_report(store, report, values, clock=clock)
+        else:  # a person's SQL: in the sandbox, and audited
+            measured = QueryRun()
+            via = f"report {report.name}"
+            try:
+                result = run_report(
+                    store, report, values, clock=clock, limits=limits(), measured=measured
+                )
+            except NetdistillError as exc:
+                record_query(
+                    request, via=via, sql=report.sql, params=values, measured=measured, error=exc
+                )
+                raise
+            record_query(request, via=via, sql=report.sql, params=values, measured=measured)
         note = result.note.encode("ascii", "backslashreplace").decode()  # header: ASCII
         headers = {"x-netdistill-note": note} if note else {}
         if format == "csv":
@@ -78,9 +102,20 @@ def reports_router(store: Any, *, clock: Callable[[], float] = time.time) -> API
         return Response(render(result, format), media_type=MEDIA_TYPES[format], headers=headers)
 
     @router.post("/api/reports", status_code=201)
-    def post_report(body: Report) -> dict[str, Any]:
-        """Save an operator's report: read-only SQL, every ``$name`` declared."""
-        return save_report(store, body, clock=clock).as_dict()
+    def post_report(request: Request, body: Report) -> dict[str, Any]:
+        """Save an operator's report: SQL the sandbox accepts, every ``$name`` declared."""
+        try:
+            return save_report(store, body, clock=clock).as_dict()
+        except QueryRefusedError as exc:  # the sandbox said no: audited like a query
+            record_query(
+                request,
+                via=f"report save {body.name}",
+                sql=body.sql,
+                params={},
+                measured=QueryRun(),
+                error=exc,
+            )
+            raise
 
     @router.delete("/api/reports/{name}")
     def remove_report(name: str) -> dict[str, str]:

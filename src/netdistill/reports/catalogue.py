@@ -34,8 +34,8 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from netdistill.errors import ReportError, StoreError
-from netdistill.store.duckdb import check_read_only
+from netdistill.errors import QueryRefusedError, ReportError, StoreError
+from netdistill.store.sandbox import QueryLimits, QueryRun
 
 #: ``$name`` placeholders (DuckDB named parameters); ``$1`` positional ones are refused.
 _PLACEHOLDER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -199,22 +199,40 @@ def _missing(store: Any, report: Report) -> str:
     return f"no data yet: {', '.join(absent)} does not exist{why}"
 
 
+def is_builtin(report: Report) -> bool:
+    """Whether ``report`` is one of the built-in objects (not merely named like one)."""
+    from netdistill.reports.builtin import BUILTIN_REPORTS
+
+    return any(report is builtin for builtin in BUILTIN_REPORTS)
+
+
 def run_report(
     store: Any,
     report: Report,
     given: Mapping[str, object] | None = None,
     *,
     clock: Callable[[], float] = time.time,
+    limits: QueryLimits | None = None,
+    measured: QueryRun | None = None,
 ) -> ReportResult:
-    """Run ``report`` on ``store`` with ``given`` parameter values (text or typed)."""
+    """Run ``report`` on ``store`` with ``given`` parameter values (text or typed).
+
+    A built-in report's SQL is the manager's own (``Store.query``); any other report's
+    SQL was written by a person and runs in the query sandbox (``Store.query_user``,
+    within ``limits``; ``measured`` receives its rows and time)."""
     values = bind(report, given or {}, clock())
     used = placeholders(report.sql)
     note = _missing(store, report)
     if note:
         return ReportResult(report, values, _empty(report), note)
-    check_read_only(report.sql)
+    bound = {name: values[name] for name in used} or None
     try:
-        table = store.query(report.sql, {name: values[name] for name in used} or None)
+        if is_builtin(report):
+            table = store.query(report.sql, bound)
+        else:
+            table = store.query_user(report.sql, bound, limits=limits, measured=measured)
+    except QueryRefusedError as exc:
+        raise QueryRefusedError(exc.rule, f"report {report.name}: {exc}") from None
     except StoreError as exc:
         if "does not exist" in str(exc):  # a saved report over a table not made yet
             return ReportResult(report, values, _empty(report), f"no data yet: {exc}")

@@ -1,9 +1,11 @@
 """Reports operators save themselves, kept in the store's ``saved_reports`` table, and
 the whole catalogue (built-in reports first, then saved ones).
 
-A saved report is a ``Report`` (``catalogue.py``) kept as JSON: its SQL must only read
-(checked with the store's own parser before it is saved, and again before each run) and
-every ``$name`` it uses must be declared under ``params``, so values are always bound.
+A saved report is a ``Report`` (``catalogue.py``) kept as JSON: its SQL was written by a
+person, so it is checked by the query sandbox (``store/sandbox.py``) before it is saved,
+and runs in the sandbox each time (a report saved before a rule existed is refused at
+run time); every ``$name`` it uses must be declared under ``params``, so values are
+always bound.
 Built-in names cannot be taken, replaced or deleted. Saving again under the same name
 replaces the saved report. Sample (``POST /api/reports``)::
 
@@ -20,11 +22,11 @@ import json
 import time
 from typing import Any
 
-from netdistill.errors import ReportError, UnknownReportError
+from netdistill.errors import QueryRefusedError, ReportError, UnknownReportError
 from netdistill.manager.tables import execute
 from netdistill.reports.builtin import BUILTIN_REPORTS
 from netdistill.reports.catalogue import Report
-from netdistill.store.duckdb import check_read_only
+from netdistill.store import sandbox
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS saved_reports (
@@ -77,7 +79,10 @@ def save_report(store: Any, report: Report, *, clock: Any = time.time) -> Report
         raise ReportError(f"{report.name!r} is a built-in report; save under another name")
     if report.name in RESERVED:
         raise ReportError(f"{report.name!r} is reserved by the command line; choose another")
-    check_read_only(report.sql)
+    try:
+        sandbox.check(report.sql)
+    except QueryRefusedError as exc:
+        raise QueryRefusedError(exc.rule, f"report {report.name}: {exc}") from None
     report = report.model_copy(update={"saved": True})
     definition = report.model_dump_json(exclude={"saved"})
     execute(store, _DDL)

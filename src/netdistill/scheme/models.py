@@ -18,6 +18,7 @@ from netdistill.scheme.secrets import Secret
 from netdistill.sources.config import SourceConfigBase
 from netdistill.sources.registry import SOURCES
 from netdistill.stages.config import StagesSection, check_references
+from netdistill.store.sandbox import QueryLimits
 
 
 class Model(BaseModel):
@@ -43,6 +44,9 @@ class ManagerConfig(Model):
     tls: TlsConfig | None = Field(None, description="serve the API over HTTPS")
     stages_interval_s: PositiveFloat = Field(
         1.0, description="how often the manager's stages (merge, aggregate …) run"
+    )
+    query: QueryLimits = Field(
+        QueryLimits(), description="limits of SQL a person wrote (API, saved reports)"
     )
 
 

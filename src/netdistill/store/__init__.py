@@ -17,6 +17,7 @@ import pyarrow as pa
 from netdistill.errors import FieldError
 from netdistill.records.batch import FieldSpec, Quarantined
 from netdistill.records.fields import FieldRegistry
+from netdistill.store.sandbox import QueryLimits, QueryRun
 
 
 class Store(Protocol):
@@ -24,7 +25,9 @@ class Store(Protocol):
 
     Guarantees: ``commit`` returns only after the batch is durable (on disk for DuckDB);
     it may be called from one thread at a time per store, while ``query`` may be called
-    from any thread concurrently. ``query`` never changes the store.
+    from any thread concurrently. ``query`` never changes the store; it is for the
+    manager's own SQL. SQL a person wrote goes to ``query_user`` (the query sandbox,
+    ``store/sandbox.py``), never to ``query``.
     """
 
     fields: FieldRegistry
@@ -39,6 +42,16 @@ class Store(Protocol):
         """The highest sequence committed for ``origin`` (0 if none)."""
 
     def query(self, sql: str, params: Mapping[str, object] | None = None) -> pa.Table: ...
+
+    def query_user(
+        self,
+        sql: str,
+        params: Mapping[str, object] | None = None,
+        *,
+        limits: QueryLimits | None = None,
+        measured: QueryRun | None = None,
+    ) -> pa.Table:
+        """Run a person's SQL in the sandbox; ``QueryRefusedError`` names a broken rule."""
 
     def age(self, retention_s: float) -> int:
         """Delete records ingested more than ``retention_s`` ago; return how many."""

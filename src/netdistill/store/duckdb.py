@@ -8,6 +8,15 @@ Tables: ``records`` (the usage records, one column per registered field),
 DuckDB allows one writing process per file, so while the manager runs, other processes
 (``netdistill query``) go through the manager's API; when it does not, they open the file
 read-only. Times are kept as TIMESTAMPTZ and the session time zone is UTC.
+
+Two ways to read: ``query`` for the manager's own SQL (stages, built-in reports, the
+console's tables), and ``query_user`` for SQL a person wrote, which runs in the query
+sandbox (``store/sandbox.py``). Every connection is opened by ``connect``: no file,
+network or extension access from SQL, no Python variables read by name, and the
+configuration locked so that no statement can turn either back on. The manager's own
+code needs none of them (Arrow tables reach DuckDB through ``register``; exports write
+files with pyarrow), so the whole instance runs hardened: the sandbox's parser rules
+and DuckDB's own refusal are two independent layers.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from netdistill.errors import FieldError, ReadOnlyQueryError, StoreError
+from netdistill.errors import FieldError, StoreError
 from netdistill.records.batch import Quarantined
 from netdistill.records.fields import (
     MANAGER_FIELDS,
@@ -33,9 +42,11 @@ from netdistill.records.fields import (
     check_field_name,
     check_field_type,
 )
+from netdistill.store import sandbox
+from netdistill.store.sandbox import QueryLimits, QueryRun
 
-#: Statement types a read-only query may contain.
-_READ_ONLY = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+#: DuckDB settings of every connection (see the module docstring)
+HARDENED = {"enable_external_access": False, "python_enable_replacements": False}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS _fields (
@@ -51,19 +62,18 @@ ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS location VARCHAR;
 """
 
 
-def check_read_only(sql: str) -> None:
-    """Raise ``ReadOnlyQueryError`` unless every statement of ``sql`` only reads."""
+def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open ``path`` hardened: ``HARDENED`` at connect, the session time zone UTC, then
+    ``lock_configuration`` (the time zone is set after connecting, since the ICU
+    extension that knows time zones is loaded only then)."""
+    conn = duckdb.connect(str(path), read_only=read_only, config=dict(HARDENED))
     try:
-        statements = duckdb.extract_statements(sql)
-    except duckdb.Error as exc:
-        raise StoreError(f"cannot parse query: {exc}") from None
-    if not statements:
-        raise StoreError("empty query")
-    for statement in statements:
-        if statement.type not in _READ_ONLY:
-            raise ReadOnlyQueryError(
-                f"only SELECT queries are allowed here, not {statement.type.name}"
-            )
+        conn.execute("SET GLOBAL TimeZone = 'UTC'")
+        conn.execute("SET lock_configuration = true")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 class DuckDBStore:
@@ -80,7 +90,7 @@ class DuckDBStore:
             raise StoreError(f"no store at {self.path}: nothing has been collected yet")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._conn = duckdb.connect(str(self.path), read_only=read_only)
+            self._conn = connect(self.path, read_only=read_only)
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise StoreError(
@@ -88,7 +98,6 @@ class DuckDBStore:
                     "query it through the manager, or stop it first"
                 ) from None
             raise StoreError(f"cannot open {self.path}: {exc}") from None
-        self._conn.execute("SET TimeZone = 'UTC'")
         if not read_only:
             self._conn.execute(_SCHEMA)
             self._init_fields()
@@ -363,15 +372,34 @@ class DuckDBStore:
     # --- reading ---------------------------------------------------------------------------
 
     def query(self, sql: str, params: Mapping[str, object] | None = None) -> pa.Table:
-        check_read_only(sql)
+        """The manager's own reads (trusted SQL: never a person's text, see
+        ``query_user``). Must be one SELECT; runs without the sandbox's limits."""
+        try:
+            statements = duckdb.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot parse query: {exc}") from None
+        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+            raise StoreError(f"Store.query takes one SELECT: {sql[:80]!r}")
         cursor = self._conn.cursor()
         try:
-            cursor.execute("SET TimeZone = 'UTC'")
             return cursor.sql(sql, params=dict(params) if params else None).to_arrow_table()
         except duckdb.Error as exc:
             raise StoreError(str(exc).splitlines()[0] if str(exc) else repr(exc)) from None
         finally:
             cursor.close()
+
+    def query_user(
+        self,
+        sql: str,
+        params: Mapping[str, object] | None = None,
+        *,
+        limits: QueryLimits | None = None,
+        measured: QueryRun | None = None,
+    ) -> pa.Table:
+        """Run SQL a person wrote, in the query sandbox (``store/sandbox.py``): one
+        SELECT over the allowed tables, within ``limits``; raises ``QueryRefusedError``
+        naming the rule otherwise. ``measured`` receives the rows and time taken."""
+        return sandbox.run(self._conn, sql, params, limits or QueryLimits(), measured)
 
     def close(self) -> None:
         with self._lock:
