@@ -23,9 +23,9 @@ from typing import Any
 
 from netdistill.console.scheme_api import SchemeEditor, scheme_router
 from netdistill.console.scheme_pages import scheme_pages_router
+from netdistill.delivery.pipeline import Pipeline
 from netdistill.enhance.config import check_procedures_change
 from netdistill.enhance.plan import build_enhancer
-from netdistill.gatherer.pipeline import Pipeline
 from netdistill.manager.auth import GathererAuth
 from netdistill.manager.ingest import Ingest, ingest_router
 from netdistill.manager.main import Manager
