@@ -249,8 +249,7 @@ def radclient(port: int, tmp: Path) -> None:
     peers.require("radclient")
     path = tmp / "requests.txt"
     path.write_text(
-        "\n\n".join("\n".join(f"{k} = {v}" for k, v in r.items()) for r in radius_requests())
-        + "\n"
+        "\n\n".join("\n".join(f"{k} = {v}" for k, v in r.items()) for r in radius_requests()) + "\n"
     )
     done = subprocess.run(  # -p 1: one at a time, so each Start is recorded before its Stop
         ["radclient", "-x", "-p", "1", "-f", str(path), f"127.0.0.1:{port}", "acct", SECRET],
@@ -298,10 +297,8 @@ def test_two_managers_with_different_registries_store_every_column(
         status = d.status()
         managers = status.get("managers", [])
         spooled = (status.get("spool") or {}).get("appended_records")
-        if spooled == expected and len(managers) == 2:
-            if all(m["pending_batches"] == 0 for m in managers):
-                return status
-        return None
+        done = len(managers) == 2 and all(m["pending_batches"] == 0 for m in managers)
+        return status if spooled == expected and done else None
 
     final = d.wait("both managers acknowledged everything", drained)
     for manager in final["managers"]:
@@ -312,9 +309,12 @@ def test_two_managers_with_different_registries_store_every_column(
     for name in ("a", "b"):
         rows = d.rows(name, RADIUS_SQL)
         got_rows = [{c: r[c] for c in columns} for r in rows]
-        for g, t in zip(got_rows, truth, strict=False):
+        for g, t in zip(got_rows, truth, strict=False):  # the first differing column
             assert {k: v for k, v in g.items() if t[k] != v} == {}, (name, t)
         assert got_rows == truth, name
+        # every other column (NetFlow's, B's site_code, procedure …) is empty
+        assert [{k: v for k, v in r.items() if k not in truth[0] and v is not None}
+                for r in rows] == [{}] * len(truth), name  # fmt: skip
         flows = d.rows(name, NETFLOW_SQL)
         got = {
             (r["src_ip"], r["src_port"]): (

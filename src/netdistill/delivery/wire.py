@@ -190,15 +190,16 @@ def unpack_entries(body: bytes) -> Iterator[tuple[dict[str, object], memoryview]
     view = memoryview(body)
     offset = 0
     while offset < len(view):
+        start = offset
         try:
             (header_len,) = _LEN.unpack_from(view, offset)
             header = json.loads(bytes(view[offset + 4 : offset + 4 + header_len]))
             offset += 4 + header_len
             (payload_len,) = _LEN.unpack_from(view, offset)
         except (struct.error, ValueError) as exc:
-            raise Refused(f"malformed batch header at offset {offset}: {exc}") from None
+            raise Refused(f"malformed batch header at offset {start}: {exc}") from None
         payload = view[offset + 4 : offset + 4 + payload_len]
         if len(payload) != payload_len or not isinstance(header, dict):
-            raise Refused(f"truncated batch at offset {offset}")
+            raise Refused(f"truncated batch at offset {start}")
         offset += 4 + payload_len
         yield header, payload

@@ -1,8 +1,8 @@
 """Scheme models for remote gatherers: who may deliver, their spool, and the API's TLS.
 
 A scheme lists its gatherers with their credential and spool settings; the manager hands
-each gatherer its part of the flow plan (its sources, the field registry, its spool
-settings) at ``GET /api/plan``. Sample::
+each gatherer its part of the flow plan (its sources and their filters, its spool and
+forwarding settings) at ``GET /api/plan``. Sample::
 
     manager:
       api_host: 0.0.0.0

@@ -63,8 +63,6 @@ _TIMED = 0x80
 _SEGMENT_SUFFIX = ".seg"
 
 
-
-
 @dataclass(slots=True)
 class _Index:
     seq: int
