@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from netdistill.delivery.ack import Answer, Refused
+from netdistill.delivery.ack import Answer, refusal_answer
 from netdistill.delivery.entry import QUARANTINE, RECORDS, Entry
 from netdistill.delivery.wire import (
     column_type,
@@ -28,6 +28,7 @@ from netdistill.delivery.wire import (
     pack_entries,
     unpack_entries,
 )
+from netdistill.errors import BatchRefused
 from netdistill.records.fields import STANDARD_FIELDS
 from netdistill.records.schema import conform
 from netdistill.store.duckdb import DuckDBStore
@@ -95,15 +96,15 @@ def test_the_payload_names_and_types_its_columns() -> None:
 def test_what_a_registry_must_not_store_is_refused(registries) -> None:
     a, _ = registries
     unknown = _batch().append_column("vlan", pa.array([1, 2], pa.uint16()))
-    with pytest.raises(Refused) as refused:
+    with pytest.raises(BatchRefused) as refused:
         decode_records(encode_records(unknown, TYPES), a.fields, seq=9)
     value = refused.value
     assert (value.seq, value.field, value.sent_type) == (9, "vlan", "uint16")
     assert refused.value.registered_type is None
     a.alter_field("bytes_in", "uint32")
-    with pytest.raises(Refused, match="'bytes_in' is uint64 in the batch but uint32") as other:
+    with pytest.raises(BatchRefused, match="'bytes_in' is uint64 in the batch but uint32") as other:
         decode_records(encode_records(_batch(), TYPES), a.fields, seq=10)
-    assert other.value.answer(acked=8) == {
+    assert refusal_answer(other.value, acked=8) == {
         "acked": 8,
         "retriable": False,
         "seq": 10,
@@ -113,7 +114,7 @@ def test_what_a_registry_must_not_store_is_refused(registries) -> None:
         "sent_type": "uint64",
         "registered_type": "uint32",
     }
-    with pytest.raises(Refused, match="not an Arrow IPC stream"):
+    with pytest.raises(BatchRefused, match="not an Arrow IPC stream"):
         decode_records(b"\x00garbage", a.fields, seq=11)
 
 
@@ -123,7 +124,7 @@ def test_an_arrow_type_is_cast_to_the_registrys_or_refused(registries) -> None:
     got = decode_records(encode_records(table, {"bytes": "uint64"}), a.fields)
     assert got.schema.field("bytes").type == pa.uint64() and got["bytes"].to_pylist() == [5, 6]
     negative = pa.table({"bytes": pa.array([-1], pa.int64())})
-    with pytest.raises(Refused, match=r"'bytes' .* not uint64"):
+    with pytest.raises(BatchRefused, match=r"'bytes' .* not uint64"):
         decode_records(encode_records(negative, {"bytes": "uint64"}), a.fields)
 
 
@@ -134,7 +135,7 @@ def test_format1_converts_exactly_with_the_registry_that_made_it(registries) -> 
     legacy = encode_table(table.rename_columns([str(ids[n]) for n in table.schema.names]))
     old = decode_table(legacy)
     assert is_legacy(old.schema)
-    with pytest.raises(Refused, match="by field id"):
+    with pytest.raises(BatchRefused, match="by field id"):
         decode_records(legacy, b.fields)
     recorded = {f.id: (f.name, f.type) for f in a.fields if f.name != "nas"}  # nas dropped
     named, unknown = from_field_ids(old, recorded)
@@ -156,9 +157,9 @@ def test_the_request_body_byte_by_byte() -> None:
         ({"seq": 5, "kind": 1, "origin": "g/nf", "rows": 2}, b"PAYLOAD"),
         ({"seq": 6, "kind": 2, "origin": "g/nf", "rows": 0}, b""),
     ]
-    with pytest.raises(Refused, match="truncated batch at offset 0"):
+    with pytest.raises(BatchRefused, match="truncated batch at offset 0"):
         list(unpack_entries(first[:-2]))
-    with pytest.raises(Refused, match="malformed batch header at offset 0"):
+    with pytest.raises(BatchRefused, match="malformed batch header at offset 0"):
         list(unpack_entries(b"\x05\x00\x00\x00{nope"))
 
 

@@ -24,6 +24,7 @@ The manager commits the entries of a request in order and answers:
   with back-off, since an operator fixes it on the manager.
 
 Anything else (a transport error, no JSON) acknowledges nothing and is retried.
+A refusal is raised as ``errors.BatchRefused`` on both sides.
 """
 
 from __future__ import annotations
@@ -31,38 +32,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from netdistill.errors import NetdistillError
+from netdistill.errors import BatchRefused
 
 
-class Refused(NetdistillError):
-    """A batch a manager will never store as it is: answered 422, not retried."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        seq: int = 0,
-        field: str | None = None,
-        sent_type: str | None = None,
-        registered_type: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.seq = seq
-        self.field = field
-        self.sent_type = sent_type
-        self.registered_type = registered_type
-
-    def answer(self, acked: int) -> dict[str, Any]:
-        """The 422 body (see the module docstring)."""
-        return {
-            "acked": acked,
-            "retriable": False,
-            "seq": self.seq,
-            "error": str(self),
-            "field": self.field,
-            "sent_type": self.sent_type,
-            "registered_type": self.registered_type,
-        }
+def refusal_answer(refusal: BatchRefused, acked: int) -> dict[str, Any]:
+    """The 422 body for ``refusal`` (see the module docstring)."""
+    return {
+        "acked": acked,
+        "retriable": False,
+        "seq": refusal.seq,
+        "error": str(refusal),
+        "field": refusal.field,
+        "sent_type": refusal.sent_type,
+        "registered_type": refusal.registered_type,
+    }
 
 
 @dataclass(frozen=True, slots=True)

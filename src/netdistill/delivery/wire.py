@@ -29,8 +29,8 @@ one gatherer give different ids as soon as an operator added a field on one of t
 A manager stores a batch when every column's name is in its registry with the same
 registry type (the Arrow type is cast to the registry's when they differ, safely: an
 overflow refuses). A column whose name it does not know, or knows with another type,
-refuses the batch (``ack.Refused``, naming the field and both types): a column is never
-dropped silently and a value never lands in another column. Wire format 1 (columns
+refuses the batch (``errors.BatchRefused``, naming the field and both types): a column
+is never dropped silently and a value never lands in another column. Wire format 1 (columns
 named by the id of the manager that gave the gatherer its plan, before issue 12) is
 refused the same way; a gatherer converts the format-1 entries still in its spool at
 upgrade with the registry it recorded (``gatherer/upgrade.py``).
@@ -46,8 +46,8 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
-from netdistill.delivery.ack import Refused
 from netdistill.delivery.entry import Entry
+from netdistill.errors import BatchRefused
 from netdistill.records.fields import FIELD_TYPES, FieldRegistry
 
 WIRE_FORMAT = "2"
@@ -120,16 +120,16 @@ def from_field_ids(
 
 def decode_records(payload: bytes, registry: FieldRegistry, *, seq: int = 0) -> pa.Table:
     """A records payload as the columns of ``registry`` it fills, typed as the registry
-    types them; ``Refused`` (naming the field and both types) for anything a manager
+    types them; ``BatchRefused`` (naming the field and both types) for anything a manager
     must not store: a format-1 payload, an unknown field, another type."""
     try:
         table = decode_table(payload)
     except pa.ArrowInvalid as exc:
-        raise Refused(
+        raise BatchRefused(
             f"entry {seq}: the payload is not an Arrow IPC stream: {exc}", seq=seq
         ) from None
     if is_legacy(table.schema) and table.num_columns:
-        raise Refused(
+        raise BatchRefused(
             f"entry {seq}: the batch names its columns by field id (wire format 1, "
             "written before names were sent): a gatherer of this version converts such "
             "spool entries at start; upgrade the gatherer (docs/delivery.md, upgrading)",
@@ -140,7 +140,7 @@ def decode_records(payload: bytes, registry: FieldRegistry, *, seq: int = 0) -> 
         sent = column_type(field)
         known = registry.get(field.name)
         if known is None:
-            raise Refused(
+            raise BatchRefused(
                 f"entry {seq}: field {field.name!r} ({sent}) is not in this manager's field "
                 f"registry; add it with 'netdistill fields add {field.name} {sent}'",
                 seq=seq,
@@ -148,7 +148,7 @@ def decode_records(payload: bytes, registry: FieldRegistry, *, seq: int = 0) -> 
                 sent_type=sent,
             )
         if known.type != sent:
-            raise Refused(
+            raise BatchRefused(
                 f"entry {seq}: field {field.name!r} is {sent} in the batch but {known.type} "
                 "in this manager's field registry",
                 seq=seq,
@@ -161,7 +161,7 @@ def decode_records(payload: bytes, registry: FieldRegistry, *, seq: int = 0) -> 
             try:
                 column = column.cast(known.arrow_type)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise Refused(
+                raise BatchRefused(
                     f"entry {seq}: field {field.name!r} ({sent}) holds Arrow {column.type} "
                     f"values that are not {known.arrow_type}: {exc}",
                     seq=seq,
@@ -185,7 +185,7 @@ def pack_entries(entries: Sequence[Entry]) -> bytes:
 
 
 def unpack_entries(body: bytes) -> Iterator[tuple[dict[str, object], memoryview]]:
-    """The (header, payload) pairs of a request body; ``Refused`` names the offset of
+    """The (header, payload) pairs of a request body; ``BatchRefused`` names the offset of
     a malformed one (the same bytes would fail again)."""
     view = memoryview(body)
     offset = 0
@@ -197,9 +197,9 @@ def unpack_entries(body: bytes) -> Iterator[tuple[dict[str, object], memoryview]
             offset += 4 + header_len
             (payload_len,) = _LEN.unpack_from(view, offset)
         except (struct.error, ValueError) as exc:
-            raise Refused(f"malformed batch header at offset {start}: {exc}") from None
+            raise BatchRefused(f"malformed batch header at offset {start}: {exc}") from None
         payload = view[offset + 4 : offset + 4 + payload_len]
         if len(payload) != payload_len or not isinstance(header, dict):
-            raise Refused(f"truncated batch at offset {start}")
+            raise BatchRefused(f"truncated batch at offset {start}")
         offset += 4 + payload_len
         yield header, payload

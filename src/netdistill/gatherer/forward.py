@@ -33,19 +33,11 @@ import httpx
 from netdistill.delivery.ack import Answer
 from netdistill.delivery.entry import Entry
 from netdistill.delivery.wire import pack_entries
+from netdistill.errors import BatchRefused
 from netdistill.gatherer.config import ForwardConfig
 from netdistill.gatherer.spool import Spool
 
 log = logging.getLogger(__name__)
-
-
-class RefusedForGood(Exception):
-    """The manager refused an entry and would refuse it again (``delivery/ack.py``)."""
-
-    def __init__(self, answer: Answer, origin: str) -> None:
-        super().__init__(f"manager answered {answer.status}: {answer.error}")
-        self.answer = answer
-        self.origin = origin
 
 
 def destination_name(url: str) -> str:
@@ -148,7 +140,9 @@ class Forwarder:
             return len(done)
         if not answer.retriable:
             origin = next((e.origin for e in entries if e.seq == answer.refused_seq), "")
-            raise RefusedForGood(answer, origin)
+            raise BatchRefused(
+                answer.error, seq=answer.refused_seq, field=answer.field, origin=origin
+            )
         detail = answer.error or response.text[:200]
         raise RuntimeError(f"manager answered {response.status_code}: {detail}")
 
@@ -161,7 +155,7 @@ class Forwarder:
         while not self._stop.is_set():
             try:
                 n = self.send_once()
-            except RefusedForGood as refusal:
+            except BatchRefused as refusal:
                 self._refused(refusal)
                 self.connected = True  # it answered
                 self.backoff_s = self.config.refused_retry_s
@@ -187,28 +181,27 @@ class Forwarder:
                     if not self._stop.is_set():
                         self.spool.appended.wait(0.1)
 
-    def _refused(self, refusal: RefusedForGood) -> None:
-        answer = refusal.answer
+    def _refused(self, refusal: BatchRefused) -> None:
         self.refusals += 1
-        if self.refused is None or self.refused["seq"] != answer.refused_seq:
+        if self.refused is None or self.refused["seq"] != refusal.seq:
             self.refused_batches += 1
             log.error(
                 "manager %s REFUSED spool entry %d (%s) and will refuse it again: %s — the "
                 "entry is kept in the spool and retried every %gs; the entries after it "
                 "wait for this manager",
                 self.url,
-                answer.refused_seq,
+                refusal.seq,
                 refusal.origin,
-                answer.error,
+                refusal,
                 self.config.refused_retry_s,
             )
         self.refused = {
-            "seq": answer.refused_seq,
+            "seq": refusal.seq,
             "origin": refusal.origin,
-            "field": answer.field,
-            "error": answer.error,
+            "field": refusal.field,
+            "error": str(refusal),
         }
-        self.last_error = f"refused: {answer.error}"
+        self.last_error = f"refused: {refusal}"
 
     def status(self) -> dict[str, Any]:
         batches, records = self.spool.pending(self.spool_destination)

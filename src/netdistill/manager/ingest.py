@@ -35,10 +35,11 @@ import pyarrow as pa
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from netdistill.delivery.ack import Refused
+from netdistill.delivery.ack import refusal_answer
 from netdistill.delivery.arrow import quarantine_from_table
 from netdistill.delivery.entry import QUARANTINE, RECORDS
 from netdistill.delivery.wire import decode_records, decode_table, unpack_entries
+from netdistill.errors import BatchRefused
 from netdistill.manager.auth import GathererAuth
 from netdistill.store import Store
 
@@ -65,9 +66,9 @@ class Ingest:
         self.refused: dict[str, int] = {}
         self.last_refusal: dict[str, str] = {}
 
-    def commit_body(self, gatherer: str, body: bytes) -> tuple[int, int, str | Refused]:
+    def commit_body(self, gatherer: str, body: bytes) -> tuple[int, int, str | BatchRefused]:
         """Commit every entry of ``body``; returns (last seq committed, rows, error):
-        the error is "" (none), a ``Refused`` (not to be retried) or a message."""
+        the error is "" (none), a ``BatchRefused`` (not to be retried) or a message."""
         acked = rows = 0
         group: list[tuple[pa.Table, str, int]] = []  # record entries not yet committed
         many = getattr(self.store, "commit_many", None)
@@ -89,9 +90,9 @@ class Ingest:
                         seq = int(header["seq"])  # type: ignore[call-overload]
                         kind = int(header["kind"])  # type: ignore[call-overload]
                     except (KeyError, TypeError, ValueError) as exc:
-                        raise Refused(f"malformed entry header {header!r}: {exc}") from None
+                        raise BatchRefused(f"malformed entry header {header!r}: {exc}") from None
                     if not origin.startswith(f"{gatherer}/"):
-                        raise Refused(
+                        raise BatchRefused(
                             f"entry {seq}: origin {origin!r} is not gatherer {gatherer!r}'s",
                             seq=seq,
                         )
@@ -103,7 +104,7 @@ class Ingest:
                     rows += self._commit(gatherer, kind, origin, seq, payload)
                     acked = seq
                 flush()
-            except Refused as refusal:
+            except BatchRefused as refusal:
                 try:
                     flush()  # the entries before the refused one are good
                 except Exception as exc:
@@ -140,7 +141,7 @@ class Ingest:
             try:
                 table = decode_table(bytes(payload))
             except pa.ArrowInvalid as exc:
-                raise Refused(f"entry {seq}: the payload is not an Arrow IPC stream: {exc}",
+                raise BatchRefused(f"entry {seq}: the payload is not an Arrow IPC stream: {exc}",
                               seq=seq) from None  # fmt: skip
             marker = f"{origin}#quarantine"
             done = self.store.query(
@@ -151,7 +152,7 @@ class Ingest:
                 self.store.commit_quarantine(quarantine_from_table(table))
                 self.store.commit(pa.table({}), origin=marker, sequence=seq)
             return 0
-        raise Refused(f"entry {seq}: unknown entry kind {kind}", seq=seq)
+        raise BatchRefused(f"entry {seq}: unknown entry kind {kind}", seq=seq)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -171,8 +172,8 @@ def ingest_router(ingest: Ingest, auth: GathererAuth) -> APIRouter:
         auth.check(request, gatherer)
         body = await request.body()
         acked, rows, error = await anyio.to_thread.run_sync(ingest.commit_body, gatherer, body)
-        if isinstance(error, Refused):
-            return JSONResponse(status_code=422, content=error.answer(acked))
+        if isinstance(error, BatchRefused):
+            return JSONResponse(status_code=422, content=refusal_answer(error, acked))
         if error:
             content = {"acked": acked, "error": error, "retriable": True}
             return JSONResponse(status_code=503, content=content)
