@@ -32,10 +32,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from netdistill.delivery.entry import RECORDS
+from netdistill.delivery.wire import decode_records, encode_records
 from netdistill.gatherer.config import ForwardConfig
 from netdistill.gatherer.forward import Forwarder, destination_name
-from netdistill.gatherer.spool import RECORDS, Spool
-from netdistill.gatherer.wire import decode_table, encode_table, from_ids, to_ids
+from netdistill.gatherer.spool import Spool
 from netdistill.records.fields import STANDARD_FIELDS, FieldRegistry
 from netdistill.records.schema import conform
 from netdistill.store.duckdb import DuckDBStore
@@ -81,13 +82,12 @@ def cpu() -> float:
 
 
 def spool_write(directory: Path, total: int, size: int) -> tuple[Spool, dict[str, float]]:
-    ids = {f.name: f.id for f in STANDARD_FIELDS}
+    types = {f.name: f.type for f in STANDARD_FIELDS}
     tables = [batch(i * size, size) for i in range(4)]
     spool = Spool(directory, [destination_name(URL[0])], max_bytes=1 << 40)
     c0, t0 = cpu(), time.perf_counter()
     for k in range(total // size):
-        wire, _ = to_ids(tables[k % 4], ids)
-        spool.append(RECORDS, "g/nf", k + 1, size, encode_table(wire))
+        spool.append(RECORDS, "g/nf", k + 1, size, encode_records(tables[k % 4], types))
     cpu_s, wall = cpu() - c0, time.perf_counter() - t0
     disk = sum(p.stat().st_size for p in directory.glob("*.seg"))
     millions = total / 1e6
@@ -105,14 +105,14 @@ def manager_costs(directory: Path, spool: Spool, total: int) -> dict[str, float]
     decode = commit = 0.0
     for entry in entries:
         t0 = time.perf_counter()
-        table = from_ids(decode_table(entry.payload), registry)
+        table = decode_records(entry.payload, registry)
         t1 = time.perf_counter()
         store.commit(table, origin=entry.origin, sequence=entry.seq)
         commit += time.perf_counter() - t1
         decode += t1 - t0
     store.close()
     many = DuckDBStore(directory / "costs-many.duckdb")
-    tables = [(from_ids(decode_table(e.payload), registry), e.origin, e.seq) for e in entries]
+    tables = [(decode_records(e.payload, registry), e.origin, e.seq) for e in entries]
     c0, t0 = cpu(), time.perf_counter()
     for k in range(0, len(tables), 8):
         many.commit_many(tables[k : k + 8])

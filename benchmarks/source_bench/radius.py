@@ -130,7 +130,7 @@ def bench_decode(requests: list[bytes]) -> Figure:
 
 
 def bench_answered(requests: list[bytes]) -> list[Figure]:
-    from netdistill.gatherer.pipeline import Pipeline
+    from netdistill.delivery.pipeline import Pipeline
     from netdistill.sources.radius.config import RadiusSourceConfig
     from netdistill.sources.radius.listener import RadiusSource
     from netdistill.store import ensure_fields

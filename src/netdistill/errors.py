@@ -28,7 +28,8 @@ is caught that broadly. The whole tree::
      │    ├── SnmpWalkError         an SNMP agent's interface walk did not complete
      │    └── _Unreachable          (lookups/ldap.py, private) the directory server is down
      ├── DeliveryError              a batch could not be taken on the way to the manager
-     │    └── SpoolFull             the spool is at its bound and the policy is ``block``
+     │    ├── SpoolFull             the spool is at its bound and the policy is ``block``
+     │    └── BatchRefused          a manager will never store a batch as it is (422)
      ├── ReportError                a report is badly defined, refused or given a bad value
      │    └── UnknownReportError    no report has this name
      ├── ExportError                an export could not be made
@@ -44,6 +45,7 @@ drawing, appears in ``src/``.
 from __future__ import annotations
 
 __all__ = [
+    "BatchRefused",
     "DecodeError",
     "DeliveryError",
     "ExportError",
@@ -223,6 +225,29 @@ class DeliveryError(NetdistillError):
 
 class SpoolFull(DeliveryError):
     """The spool is at its bound and the policy is ``block``: try again later."""
+
+
+class BatchRefused(DeliveryError):
+    """A batch a manager will never store as it is (a field it does not know, or knows
+    with another type; a payload it cannot read): answered 422 and not retried
+    (``delivery/ack.py``). Names the spool entry and, for a field, both types."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        seq: int = 0,
+        field: str | None = None,
+        sent_type: str | None = None,
+        registered_type: str | None = None,
+        origin: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.seq = seq
+        self.field = field
+        self.sent_type = sent_type
+        self.registered_type = registered_type
+        self.origin = origin
 
 
 # --- reports, exports, users ------------------------------------------------------------------

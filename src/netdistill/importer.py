@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from netdistill.gatherer.pipeline import Pipeline
+from netdistill.delivery.pipeline import Pipeline
 from netdistill.sources.base import SourceContext, build_source
 from netdistill.sources.netflow.config import NetflowSourceConfig
 from netdistill.sources.netflow.listener import NetflowSource

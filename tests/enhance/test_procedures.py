@@ -9,11 +9,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from netdistill.delivery.pipeline import Pipeline
 from netdistill.enhance.api import ProcedureBook, procedures_router
 from netdistill.enhance.config import check_procedure_change
 from netdistill.enhance.plan import build_enhancer, distinct_rows
 from netdistill.errors import ProcedureChangeError, SchemeError
-from netdistill.gatherer.pipeline import Pipeline
 from netdistill.records.batch import DecodeResult, SourceCounters
 from netdistill.records.schema import conform
 from netdistill.scheme.load import parse_scheme

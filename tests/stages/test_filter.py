@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 from aggregate_testdata import flows
 
+from netdistill.delivery.pipeline import Pipeline
 from netdistill.enhance.plan import Enhancer, build_enhancer
 from netdistill.errors import SchemeError
 from netdistill.gatherer.main import source_filters
-from netdistill.gatherer.pipeline import Pipeline
 from netdistill.records.batch import DecodeResult, SourceCounters
 from netdistill.records.schema import conform
 from netdistill.scheme.load import parse_scheme

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from netdistill.delivery.pipeline import Pipeline
 from netdistill.enhance.plan import build_enhancer
-from netdistill.gatherer.pipeline import Pipeline
 from netdistill.scheme.load import parse_scheme
 from netdistill.sources.logs.listener import FileSource
 from netdistill.stages.base import StageContext

@@ -1,8 +1,8 @@
 """Scheme models for remote gatherers: who may deliver, their spool, and the API's TLS.
 
 A scheme lists its gatherers with their credential and spool settings; the manager hands
-each gatherer its part of the flow plan (its sources, the field registry, its spool
-settings) at ``GET /api/plan``. Sample::
+each gatherer its part of the flow plan (its sources and their filters, its spool and
+forwarding settings) at ``GET /api/plan``. Sample::
 
     manager:
       api_host: 0.0.0.0
@@ -60,6 +60,11 @@ class ForwardConfig(_Model):
     backoff_initial_s: PositiveFloat = 0.2
     backoff_max_s: PositiveFloat = 10.0
     timeout_s: PositiveFloat = 60.0
+    refused_retry_s: PositiveFloat = Field(
+        60.0,
+        description="how often a manager that refused a batch for good (422) is tried "
+        "again, in case an operator fixed its field registry",
+    )
     plan_poll_s: PositiveFloat = Field(5.0, description="how often the plan version is checked")
 
 

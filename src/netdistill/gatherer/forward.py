@@ -5,9 +5,17 @@ acknowledged, sends them (several per request when it is behind) over HTTP/1.1 w
 kept-alive httpx connection, and moves that destination's cursor only when the manager
 answered ``{"acked": seq}`` — which it does after its own durable commit. A spool entry
 is deleted when every destination's cursor has passed it. While a manager is down or
-refuses, the forwarder retries with exponential back-off (capped) and the gatherer
+fails, the forwarder retries with exponential back-off (capped) and the gatherer
 keeps spooling; nothing is skipped, so it catches up in order when the manager returns.
 A resend after a lost answer is harmless: the manager's commit is idempotent.
+
+A refusal for good (422 ``retriable: false``, ``delivery/ack.py``: e.g. a field the
+manager does not know, or knows with another type) is logged as an error naming the
+entry, the field and both types, counted (``refused_batches``, ``refused``) and kept in
+the spool; that manager is tried again only every ``refused_retry_s``, since it will
+refuse the same bytes until an operator fixes its registry. Until then the entries
+behind it wait for that manager (in order: nothing is skipped) while the other one
+gets everything.
 """
 
 from __future__ import annotations
@@ -22,9 +30,12 @@ from typing import Any
 
 import httpx
 
+from netdistill.delivery.ack import Answer
+from netdistill.delivery.entry import Entry
+from netdistill.delivery.wire import pack_entries
+from netdistill.errors import BatchRefused
 from netdistill.gatherer.config import ForwardConfig
 from netdistill.gatherer.spool import Spool
-from netdistill.gatherer.wire import pack_entries
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +58,7 @@ class Forwarder:
         config: ForwardConfig = ForwardConfig(),
         verify: ssl.SSLContext | bool = True,
         clock: Callable[[], float] = time.monotonic,
+        convert: Callable[[Entry], Entry] | None = None,
     ) -> None:
         self.spool = spool
         self.url = url.rstrip("/")
@@ -54,6 +66,8 @@ class Forwarder:
         self.gatherer = gatherer
         self.config = config
         self._clock = clock
+        #: applied to each entry before it is sent (format-1 entries, gatherer/upgrade.py)
+        self._convert = convert
         self._http = httpx.Client(
             base_url=self.url,
             headers={
@@ -75,6 +89,10 @@ class Forwarder:
         self.last_error = ""
         self.backoff_s = 0.0
         self.connected = False
+        self.refused_batches = 0
+        self.refusals = 0
+        #: the entry this manager refuses now (None: none)
+        self.refused: dict[str, Any] | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -96,26 +114,37 @@ class Forwarder:
         )
         if not entries:
             return 0
+        if self._convert is not None:
+            entries = [self._convert(entry) for entry in entries]
         self.requests += 1
         response = self._http.post(
             "/api/ingest", params={"gatherer": self.gatherer}, content=pack_entries(entries)
         )
         try:
-            answer: dict[str, Any] = response.json()
+            body: dict[str, Any] = response.json()
         except ValueError:
-            answer = {}
-        acked = int(answer.get("acked") or 0)
-        done = [e for e in entries if e.seq <= acked]
+            body = {}
+        answer = Answer.parse(response.status_code, body if isinstance(body, dict) else {})
+        done = [e for e in entries if e.seq <= answer.acked]
         if done:
             self.spool.ack(self.spool_destination, done[-1].seq)
             self.sent_batches += len(done)
             self.sent_records += sum(e.rows for e in done)
         if response.status_code == 200:
             self.answered_requests += 1
-        if response.status_code != 200:
-            detail = answer.get("error") or answer.get("detail") or response.text[:200]
-            raise RuntimeError(f"manager answered {response.status_code}: {detail}")
-        return len(done)
+            if self.refused is not None and answer.acked >= self.refused["seq"]:
+                log.warning(
+                    "manager %s took spool entry %d it had refused", self.url, self.refused["seq"]
+                )
+                self.refused = None
+            return len(done)
+        if not answer.retriable:
+            origin = next((e.origin for e in entries if e.seq == answer.refused_seq), "")
+            raise BatchRefused(
+                answer.error, seq=answer.refused_seq, field=answer.field, origin=origin
+            )
+        detail = answer.error or response.text[:200]
+        raise RuntimeError(f"manager answered {response.status_code}: {detail}")
 
     @property
     def spool_destination(self) -> str:
@@ -126,6 +155,13 @@ class Forwarder:
         while not self._stop.is_set():
             try:
                 n = self.send_once()
+            except BatchRefused as refusal:
+                self._refused(refusal)
+                self.connected = True  # it answered
+                self.backoff_s = self.config.refused_retry_s
+                self._stop.wait(self.config.refused_retry_s)
+                backoff = self.config.backoff_initial_s
+                continue
             except Exception as exc:
                 self.failures += 1
                 self.connected = False
@@ -145,6 +181,28 @@ class Forwarder:
                     if not self._stop.is_set():
                         self.spool.appended.wait(0.1)
 
+    def _refused(self, refusal: BatchRefused) -> None:
+        self.refusals += 1
+        if self.refused is None or self.refused["seq"] != refusal.seq:
+            self.refused_batches += 1
+            log.error(
+                "manager %s REFUSED spool entry %d (%s) and will refuse it again: %s — the "
+                "entry is kept in the spool and retried every %gs; the entries after it "
+                "wait for this manager",
+                self.url,
+                refusal.seq,
+                refusal.origin,
+                refusal,
+                self.config.refused_retry_s,
+            )
+        self.refused = {
+            "seq": refusal.seq,
+            "origin": refusal.origin,
+            "field": refusal.field,
+            "error": str(refusal),
+        }
+        self.last_error = f"refused: {refusal}"
+
     def status(self) -> dict[str, Any]:
         batches, records = self.spool.pending(self.spool_destination)
         return {
@@ -160,4 +218,7 @@ class Forwarder:
             "failures": self.failures,
             "backoff_s": self.backoff_s,
             "last_error": self.last_error,
+            "refused_batches": self.refused_batches,
+            "refusals": self.refusals,
+            "refused": self.refused,
         }

@@ -26,15 +26,18 @@ import pyarrow as pa
 from pydantic import TypeAdapter
 
 from netdistill import __version__
+from netdistill.delivery.arrow import quarantine_to_table
+from netdistill.delivery.entry import QUARANTINE, RECORDS
+from netdistill.delivery.pipeline import Pipeline
+from netdistill.delivery.wire import encode_records, encode_table
 from netdistill.errors import SpoolFull
 from netdistill.gatherer.config import ForwardConfig, SpoolConfig
 from netdistill.gatherer.forward import Forwarder, destination_name
-from netdistill.gatherer.pipeline import Pipeline
-from netdistill.gatherer.spool import QUARANTINE, RECORDS, Spool
+from netdistill.gatherer.spool import Spool
 from netdistill.gatherer.totals import ReceivedTotals
-from netdistill.gatherer.wire import encode_table, to_ids
-from netdistill.manager.api import quarantine_to_table
-from netdistill.records.batch import Quarantined
+from netdistill.gatherer.upgrade import Format1Entries
+from netdistill.records.batch import FieldSpec, Quarantined
+from netdistill.records.fields import STANDARD_FIELDS
 from netdistill.scheme.diff import NamedDiff
 from netdistill.scheme.models import SourceConfig
 from netdistill.sources.base import SourceContext, build_source
@@ -42,20 +45,31 @@ from netdistill.sources.base import SourceContext, build_source
 log = logging.getLogger(__name__)
 
 
+#: the registry types of the standard fields (the same on every manager)
+STANDARD_TYPES = {f.name: f.type for f in STANDARD_FIELDS}
+
+
 class SpoolSink:
     """The gatherer pipeline's sink: a batch is received once it is in the spool.
 
-    Records are renamed to field ids and encoded (Arrow IPC, zstd) here, once; the
-    forwarders send the spooled bytes as they are. With the ``block`` policy a full
-    spool makes ``commit`` wait up to ``wait_s`` and then raise ``SpoolFull``: the
-    pipeline keeps the batch and stops polling that source until there is room."""
+    Records are encoded here, once (wire format 2, ``delivery/wire.py``: columns by field
+    name, each with its registry type: the standard fields' and those its source
+    declares); the forwarders send the spooled bytes as they are, so every manager
+    reads the same names and types, whatever ids its registry gives them. With the
+    ``block`` policy a full spool makes ``commit`` wait up to ``wait_s`` and then raise
+    ``SpoolFull``: the pipeline keeps the batch and stops polling that source until
+    there is room."""
 
     def __init__(self, spool: Spool, gatherer: str, *, wait_s: float = 1.0) -> None:
         self.spool = spool
         self.gatherer = gatherer
-        self.ids: dict[str, int] = {}
-        self.unknown_columns: set[str] = set()
+        #: source name → column name → registry type
+        self.types: dict[str, dict[str, str]] = {}
         self.wait_s = wait_s
+
+    def declare(self, source: str, specs: Sequence[FieldSpec]) -> None:
+        """The registry types of ``source``'s columns: the standard ones and ``specs``."""
+        self.types[source] = {**STANDARD_TYPES, **{s.name: s.type for s in specs}}
 
     def _append(self, kind: int, origin: str, origin_seq: int, rows: int, payload: bytes) -> int:
         deadline = time.monotonic() + self.wait_s
@@ -68,11 +82,9 @@ class SpoolSink:
                 time.sleep(0.05)
 
     def commit(self, batch: pa.Table, *, origin: str, sequence: int) -> int:
-        table, unknown = to_ids(batch, self.ids)
-        for name in set(unknown) - self.unknown_columns:
-            log.error("column %r is not in the manager's field registry: not sent", name)
-            self.unknown_columns.add(name)
-        self._append(RECORDS, origin, sequence, batch.num_rows, encode_table(table))
+        declared = self.types.get(origin.partition("/")[2], STANDARD_TYPES)
+        payload = encode_records(batch, declared)
+        self._append(RECORDS, origin, sequence, batch.num_rows, payload)
         return batch.num_rows
 
     def commit_quarantine(self, items: Sequence[Quarantined]) -> int:
@@ -117,6 +129,7 @@ class Gatherer:
         #: source → ((its config, its filters) as the plan gave them, its pipeline)
         self.pipelines: dict[str, tuple[tuple[dict[str, Any], Any], Pipeline]] = {}
         self.forwarders: list[Forwarder] = []
+        self.format1: Format1Entries | None = None
         self.plan_errors = 0
         self.last_plan_error = ""
         self.heartbeat: Any = None
@@ -168,7 +181,8 @@ class Gatherer:
 
     def start(self, *, wait_for_plan_s: float = 60.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        plan = self.fetch_plan() or self._cached_plan()
+        old_plan = self._cached_plan()  # before a new plan replaces it (gatherer/upgrade.py)
+        plan = self.fetch_plan() or old_plan
         deadline = time.monotonic() + wait_for_plan_s
         while plan is None and time.monotonic() < deadline and not self._stop.is_set():
             time.sleep(0.5)
@@ -187,6 +201,9 @@ class Gatherer:
             fsync=spool_config.fsync,
         )
         self.sink = SpoolSink(self.spool, self.name)
+        self.format1 = Format1Entries.at_start(
+            self.spool.directory, self.spool.next_seq(), old_plan
+        )
         for url in self.managers:
             forwarder = Forwarder(
                 self.spool,
@@ -195,6 +212,7 @@ class Gatherer:
                 token=self.token,
                 config=self.forward_config,
                 verify=self.verify,
+                convert=self.format1.convert if self.format1 is not None else None,
             )
             forwarder.start()
             self.forwarders.append(forwarder)
@@ -219,7 +237,6 @@ class Gatherer:
         """Make the running sources those of ``plan``: stop (draining into the spool)
         the ones removed or changed, start the new ones, leave the others running."""
         with self._lock:
-            self.sink.ids = {f["name"]: int(f["id"]) for f in plan.get("fields", [])}
             settings = plan.get("settings") or {}
             wanted = {s["name"]: s for s in plan.get("sources", [])}
             # a source's filters (stages/filter.py) run here, before the spool
@@ -241,6 +258,7 @@ class Gatherer:
                     self.data_dir / "state", int(settings.get("queue_datagrams", 500_000))
                 )
                 source = build_source(config, context)
+                self.sink.declare(name, source.fields)
                 pipeline = Pipeline(
                     [source],
                     self.sink,
@@ -324,8 +342,14 @@ class Gatherer:
                 if spool["dropped_records"]
                 else {},
             },
-            "alerts": ["spool full"] if spool["full"] else [],
+            "alerts": (["spool full"] if spool["full"] else [])
+            + [
+                f"manager {f['url']} refuses spool entry {f['refused']['seq']}"
+                for f in self._forwarder_status()
+                if f["refused"]
+            ],
             "managers": self._forwarder_status(),
+            **(self.format1.status() if self.format1 is not None else {}),
         }
 
     def _forwarder_status(self) -> list[dict[str, Any]]:

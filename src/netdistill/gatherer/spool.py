@@ -15,7 +15,8 @@ On-disk format (directory ``<data-dir>/spool``)::
     body   = kind:u8 | seq:u64 | origin_seq:u64 | rows:u32 | origin_len:u16 | origin
              | [appended_ms:u64 when kind & 0x80] | payload
 
-``kind`` is 1 for records and 2 for quarantine items; its bit 0x80 says an
+``kind`` is the entry's kind (``delivery/entry.py``: 1 records, 2 quarantine items);
+its bit 0x80 says an
 ``appended_ms`` follows the origin: the wall-clock time of the append in ms, from which
 the status gives ``oldest_age_s`` (the age of the oldest entry some destination has not
 acknowledged; 0 when none). Every frame written now has it; a frame without it (written
@@ -47,31 +48,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from netdistill.delivery.entry import QUARANTINE, RECORDS, Entry
 from netdistill.errors import SpoolFull
 from netdistill.files import write_atomic
 
-log = logging.getLogger(__name__)
+__all__ = ["QUARANTINE", "RECORDS", "Entry", "Spool", "SpoolFull"]
 
-RECORDS = 1
-QUARANTINE = 2
+log = logging.getLogger(__name__)
 
 _FRAME = struct.Struct("<II")
 _HEAD = struct.Struct("<BQQIH")
 _TIME = struct.Struct("<Q")
 _TIMED = 0x80
 _SEGMENT_SUFFIX = ".seg"
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One spooled batch."""
-
-    seq: int
-    kind: int
-    origin: str
-    origin_seq: int
-    rows: int
-    payload: bytes
 
 
 @dataclass(slots=True)
@@ -230,6 +219,11 @@ class Spool:
         return self._next_seq
 
     # --- writing -------------------------------------------------------------------------
+
+    def next_seq(self) -> int:
+        """The sequence the next append gets: every entry spooled so far is below it."""
+        with self._lock:
+            return self._next_seq
 
     def last_origin_seq(self, origin: str) -> int:
         with self._lock:

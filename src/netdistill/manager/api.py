@@ -16,7 +16,6 @@ audit log when a console is mounted (``console/audit.py::record_query``).
 
 from __future__ import annotations
 
-import dataclasses
 import hmac
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,10 +27,24 @@ from pydantic import BaseModel
 
 from netdistill import __version__
 from netdistill.console.audit import record_query
+from netdistill.delivery.arrow import (
+    ipc_to_table,
+    quarantine_from_table,
+    quarantine_to_table,
+    table_to_ipc,
+)
 from netdistill.errors import NetdistillError
-from netdistill.records.batch import Quarantined
 from netdistill.store import Store
 from netdistill.store.sandbox import QueryLimits, QueryRun
+
+__all__ = [
+    "body_table",
+    "create_app",
+    "ipc_to_table",
+    "quarantine_from_table",
+    "quarantine_to_table",
+    "table_to_ipc",
+]
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
@@ -51,49 +64,12 @@ class AlterRequest(BaseModel):
     type: str
 
 
-def table_to_ipc(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
-def ipc_to_table(data: bytes) -> pa.Table:
-    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
-
-
 def body_table(data: bytes) -> pa.Table:
     """A request body as a table; 400 (not 500) when it is not an Arrow IPC stream."""
     try:
         return ipc_to_table(data)
     except pa.ArrowInvalid as exc:
         raise HTTPException(400, detail=f"the body is not an Arrow IPC stream: {exc}") from None
-
-
-def quarantine_to_table(items: Sequence[Quarantined]) -> pa.Table:
-    names = [f.name for f in dataclasses.fields(Quarantined)]
-    return pa.Table.from_pylist(
-        [dataclasses.asdict(q) for q in items],
-        schema=pa.schema(
-            [
-                (
-                    n,
-                    pa.binary()
-                    if n == "payload"
-                    else pa.float64()
-                    if n == "received_at"
-                    else pa.int64()
-                    if n == "offset"
-                    else pa.string(),
-                )
-                for n in names
-            ]
-        ),
-    )
-
-
-def quarantine_from_table(table: pa.Table) -> list[Quarantined]:
-    return [Quarantined(**row) for row in table.to_pylist()]
 
 
 def create_app(

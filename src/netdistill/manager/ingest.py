@@ -1,14 +1,21 @@
 """The manager's receiving end of delivery: commit spooled batches, then acknowledge.
 
-``POST /api/ingest?gatherer=G`` carries one or more spool entries (``gatherer/wire.py``).
-They are committed in order with (origin=G/source, sequence=spool seq), which is
-idempotent: a batch resent after a lost answer inserts nothing. When the store has
+``POST /api/ingest?gatherer=G`` carries one or more spool entries (``delivery/wire.py``
+gives the format, ``delivery/ack.py`` the answers). Each records batch is read by field
+name and registry type against this manager's registry (``wire.decode_records``): a
+column it does not know, or knows with another type, refuses the entry for good (422,
+``retriable: false``, naming the field and both types) — never a column dropped or a
+value in another column. Entries are committed in order with (origin=G/source,
+sequence=spool seq), which is idempotent: a batch resent after a lost answer inserts
+nothing. When the store has
 ``commit_many`` (DuckDB), consecutive record entries of one request are committed in
 one transaction (one idempotency query, one insert, one WAL flush): when a gatherer
 catches up that costs about a third less CPU per record than one ``commit`` per batch.
 The answer ``{"acked": seq}`` is sent only after the store's commit returned, i.e. after
-the batches are durable; if an entry fails, the answer (503) still acknowledges the
-entries committed before it (with ``commit_many``: before its group).
+the batches are durable; if an entry fails, the answer (503, or 422 for a refusal)
+still acknowledges the entries committed before it (with ``commit_many``: before its
+group; a refused entry is found while its group is built, so the group before it is
+committed first).
 
 Quarantine entries are made idempotent with a marker commit on the origin
 ``G/source#quarantine``: the items are inserted only when that (origin, seq) was not
@@ -28,9 +35,11 @@ import pyarrow as pa
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from netdistill.gatherer.spool import QUARANTINE, RECORDS
-from netdistill.gatherer.wire import decode_table, from_ids, unpack_entries
-from netdistill.manager.api import quarantine_from_table
+from netdistill.delivery.ack import refusal_answer
+from netdistill.delivery.arrow import quarantine_from_table
+from netdistill.delivery.entry import QUARANTINE, RECORDS
+from netdistill.delivery.wire import decode_records, decode_table, unpack_entries
+from netdistill.errors import BatchRefused
 from netdistill.manager.auth import GathererAuth
 from netdistill.store import Store
 
@@ -54,9 +63,12 @@ class Ingest:
         self.batches: dict[str, int] = {}
         self.records: dict[str, int] = {}
         self.duplicates: dict[str, int] = {}
+        self.refused: dict[str, int] = {}
+        self.last_refusal: dict[str, str] = {}
 
-    def commit_body(self, gatherer: str, body: bytes) -> tuple[int, int, str]:
-        """Commit every entry of ``body``; returns (last seq committed, rows, error)."""
+    def commit_body(self, gatherer: str, body: bytes) -> tuple[int, int, str | BatchRefused]:
+        """Commit every entry of ``body``; returns (last seq committed, rows, error):
+        the error is "" (none), a ``BatchRefused`` (not to be retried) or a message."""
         acked = rows = 0
         group: list[tuple[pa.Table, str, int]] = []  # record entries not yet committed
         many = getattr(self.store, "commit_many", None)
@@ -73,27 +85,42 @@ class Ingest:
         with self._lock:
             try:
                 for header, payload in unpack_entries(body):
-                    origin = str(header["origin"])
-                    seq = int(header["seq"])  # type: ignore[call-overload]
-                    kind = int(header["kind"])  # type: ignore[call-overload]
+                    try:
+                        origin = str(header["origin"])
+                        seq = int(header["seq"])  # type: ignore[call-overload]
+                        kind = int(header["kind"])  # type: ignore[call-overload]
+                    except (KeyError, TypeError, ValueError) as exc:
+                        raise BatchRefused(f"malformed entry header {header!r}: {exc}") from None
                     if not origin.startswith(f"{gatherer}/"):
-                        flush()
-                        return acked, rows, f"origin {origin!r} is not gatherer {gatherer!r}'s"
+                        raise BatchRefused(
+                            f"entry {seq}: origin {origin!r} is not gatherer {gatherer!r}'s",
+                            seq=seq,
+                        )
                     if kind == RECORDS and many is not None:
-                        table = self._records(origin, decode_table(bytes(payload)))
+                        table = self._records(origin, payload, seq)
                         group.append((table, origin, seq))
                         continue
                     flush()
                     rows += self._commit(gatherer, kind, origin, seq, payload)
                     acked = seq
                 flush()
+            except BatchRefused as refusal:
+                try:
+                    flush()  # the entries before the refused one are good
+                except Exception as exc:
+                    log.exception("ingest from %s failed after seq %d", gatherer, acked)
+                    return acked, rows, f"{type(exc).__name__}: {exc}"
+                self.refused[gatherer] = self.refused.get(gatherer, 0) + 1
+                self.last_refusal[gatherer] = str(refusal)
+                log.error("refused a batch of gatherer %s: %s", gatherer, refusal)
+                return acked, rows, refusal
             except Exception as exc:
                 log.exception("ingest from %s failed after seq %d", gatherer, acked)
                 return acked, rows, f"{type(exc).__name__}: {exc}"
         return acked, rows, ""
 
-    def _records(self, origin: str, wire: pa.Table) -> pa.Table:
-        table = from_ids(wire, self.store.fields)
+    def _records(self, origin: str, payload: Any, seq: int) -> pa.Table:
+        table = decode_records(bytes(payload), self.store.fields, seq=seq)
         if self.process is not None and table.num_rows:
             table = self.process(origin.partition("/")[2], table)
         return table
@@ -106,11 +133,16 @@ class Ingest:
         return n
 
     def _commit(self, gatherer: str, kind: int, origin: str, seq: int, payload: Any) -> int:
-        table = decode_table(bytes(payload))
         if kind == RECORDS:
-            n = self.store.commit(self._records(origin, table), origin=origin, sequence=seq)
+            table = self._records(origin, payload, seq)
+            n = self.store.commit(table, origin=origin, sequence=seq)
             return self._count(gatherer, table, n)
         if kind == QUARANTINE:
+            try:
+                table = decode_table(bytes(payload))
+            except pa.ArrowInvalid as exc:
+                raise BatchRefused(f"entry {seq}: the payload is not an Arrow IPC stream: {exc}",
+                              seq=seq) from None  # fmt: skip
             marker = f"{origin}#quarantine"
             done = self.store.query(
                 "SELECT count(*) AS n FROM _commits WHERE origin = $o AND sequence = $s",
@@ -120,13 +152,15 @@ class Ingest:
                 self.store.commit_quarantine(quarantine_from_table(table))
                 self.store.commit(pa.table({}), origin=marker, sequence=seq)
             return 0
-        raise ValueError(f"unknown entry kind {kind}")
+        raise BatchRefused(f"entry {seq}: unknown entry kind {kind}", seq=seq)
 
     def status(self) -> dict[str, Any]:
         return {
             "batches": dict(self.batches),
             "records": dict(self.records),
             "duplicates_ignored": dict(self.duplicates),
+            "refused": dict(self.refused),
+            "last_refusal": dict(self.last_refusal),
         }
 
 
@@ -138,8 +172,11 @@ def ingest_router(ingest: Ingest, auth: GathererAuth) -> APIRouter:
         auth.check(request, gatherer)
         body = await request.body()
         acked, rows, error = await anyio.to_thread.run_sync(ingest.commit_body, gatherer, body)
+        if isinstance(error, BatchRefused):
+            return JSONResponse(status_code=422, content=refusal_answer(error, acked))
         if error:
-            return JSONResponse(status_code=503, content={"acked": acked, "error": error})
+            content = {"acked": acked, "error": error, "retriable": True}
+            return JSONResponse(status_code=503, content=content)
         return JSONResponse(content={"acked": acked, "rows": rows})
 
     return router

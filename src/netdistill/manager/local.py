@@ -23,10 +23,10 @@ import yaml
 
 from netdistill.console.scheme_api import SchemeEditor, scheme_router
 from netdistill.console.scheme_pages import scheme_pages_router
+from netdistill.delivery.pipeline import Pipeline
 from netdistill.enhance.api import ProcedureBook, procedures_router
 from netdistill.enhance.config import check_procedures_change
 from netdistill.enhance.plan import build_enhancer
-from netdistill.gatherer.pipeline import Pipeline
 from netdistill.manager.main import Manager
 from netdistill.scheme.diff import SchemeDiff
 from netdistill.scheme.load import demo_scheme_path, parse_scheme

@@ -1,13 +1,19 @@
 """The flow plan as the manager hands it out: each gatherer's part, versioned.
 
 ``GET /api/plan?gatherer=G`` answers ``{"version", "gatherer", "sources", "filters",
-"fields", "spool", "forward", ...}``: the configs of the sources whose ``gatherer:`` is G
-(as JSON, validated again by the gatherer with the same models; their secrets are read
-here, on the manager, and handed over as values: ``scheme/secrets.py``), the filters on those
-sources with the field types they were checked against, the field registry (the
-gatherer names wire columns by field id) and G's spool and forwarding settings. The
-version is a hash of that content, so it changes exactly when G's part changes and is
-stable across manager restarts. Gatherers poll it and apply a change live.
+"settings", ...}``: the configs of the sources whose ``gatherer:`` is G (as JSON,
+validated again by the gatherer with the same models; their secrets are read here, on
+the manager, and handed over as values: ``scheme/secrets.py``), the filters on those
+sources with the field types they were checked against, and G's spool and forwarding
+settings. The version is a hash of that content, so it changes exactly when G's part
+changes and is stable across manager restarts. Gatherers poll it and apply a change
+live. The field registry is not in it: batches carry field names and types
+(``delivery/wire.py``).
+
+Fields: the fields every source of the scheme produces (on any gatherer, and the
+manager's own) are created in ``records`` when the service starts, on each reload and
+on each change applied live (``ensure_scheme_fields``) — not when a plan is served, so
+a manager that never served a gatherer its plan (the second of two) has them too.
 
 The scheme is reloaded with SIGHUP or ``POST /api/scheme/reload`` (behind the API guard
 when the process gives one: the manager's token or an operator's session; else the
@@ -30,16 +36,40 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 
-from netdistill.errors import SchemeError
+from netdistill.errors import FieldError, SchemeError
 from netdistill.manager.auth import GathererAuth
+from netdistill.records.batch import FieldSpec
 from netdistill.scheme.load import load_scheme, parse_scheme
 from netdistill.scheme.models import Scheme
 from netdistill.scheme.secrets import SecretError
-from netdistill.sources.base import declared_fields
+from netdistill.sources.base import SourceContext, build_source, declared_fields
 from netdistill.stages.filter import Filter, FilterConfig
 from netdistill.store import Store, ensure_fields
 
 log = logging.getLogger(__name__)
+
+
+def source_fields(config: Any) -> tuple[FieldSpec, ...]:
+    """The fields a scheme source produces beyond the standard ones: those its class
+    declares, or, when they depend on its config (the line formats of ``file``,
+    ``syslog``, ``lines``), a built source's — building one opens no socket or file
+    (that happens in ``start``)."""
+    declared = declared_fields(config.type)
+    if declared:
+        return declared
+    return tuple(build_source(config, SourceContext(state_dir=None)).fields)
+
+
+def ensure_scheme_fields(store: Store, scheme: Scheme) -> list[str]:
+    """Create in ``records`` the fields of every source of ``scheme``, whichever gatherer
+    runs it; returns the names added. ``FieldError`` names a field that exists with
+    another type (nothing is cast)."""
+    added: list[str] = []
+    for source in scheme.sources:
+        added += ensure_fields(store, source_fields(source), source=source.name)
+    if added:
+        log.warning("fields added for the scheme's sources: %s", ", ".join(added))
+    return added
 
 
 class PlanService:
@@ -50,6 +80,7 @@ class PlanService:
         self.store = store
         self._lock = threading.Lock()
         self._scheme = load_scheme(self.path)
+        ensure_scheme_fields(store, self._scheme)
         self.reloads = 0
         self.last_reload_error = ""
         #: called with (text, user) after each successful reload
@@ -67,6 +98,11 @@ class PlanService:
             except OSError as exc:
                 raise SchemeError([f"{self.path}: cannot read: {exc.strerror}"]) from None
             scheme = parse_scheme(text, filename=str(self.path))
+            try:
+                with self._lock:
+                    ensure_scheme_fields(self.store, scheme)
+            except FieldError as exc:
+                raise SchemeError([f"{self.path}: {exc}"]) from None
         except SchemeError as exc:
             self.last_reload_error = "; ".join(exc.problems)
             log.error("scheme reload refused: %s", self.last_reload_error)
@@ -81,16 +117,15 @@ class PlanService:
         return scheme
 
     def replace(self, scheme: Scheme) -> None:
-        """Hand out ``scheme`` from now on (a change applied through the console)."""
+        """Hand out ``scheme`` from now on (a change applied through the console); its
+        sources' fields are created first (``FieldError`` on a type conflict)."""
         with self._lock:
+            ensure_scheme_fields(self.store, scheme)
             self._scheme = scheme
 
     def plan_for(self, gatherer: str) -> dict[str, Any]:
         scheme = self._scheme
         sources = [s for s in scheme.sources if s.gatherer == gatherer]
-        with self._lock:  # fields a source declares exist before the gatherer sends them
-            for source in sources:
-                ensure_fields(self.store, declared_fields(source.type), source=source.name)
         config = next((g for g in scheme.gatherers if g.name == gatherer), None)
         body: dict[str, Any] = {
             "gatherer": gatherer,
@@ -104,7 +139,6 @@ class PlanService:
                 and stage.enabled
                 and stage.input in {s.name for s in sources}
             ],
-            "fields": [{"id": f.id, "name": f.name, "type": f.type} for f in self.store.fields],
             "settings": config.model_dump(
                 mode="json",
                 include={

@@ -9,7 +9,8 @@ records). ``reload`` (SIGHUP, ``POST /api/scheme/reload``) re-reads the scheme a
 it as a scheme version when it changed (user ``sighup`` or the API caller); gatherers
 pick up their new part by polling; procedure and stage changes take effect when the
 manager restarts. A change through the console (``PUT /api/scheme``,
-``console/scheme_api.py``) is applied live by ``apply_scheme``: the local sources that
+``console/scheme_api.py``) is applied live by ``apply_scheme``: the fields of every
+source of the new scheme (on any gatherer) are created first, the local sources that
 changed restart, the enhancer and the stages are rebuilt, the aging job is retuned, and
 gatherers get their new part of the plan at their next poll.
 """
@@ -23,13 +24,13 @@ from typing import Any
 
 from netdistill.console.scheme_api import SchemeEditor, scheme_router
 from netdistill.console.scheme_pages import scheme_pages_router
+from netdistill.delivery.pipeline import Pipeline
 from netdistill.enhance.config import check_procedures_change
 from netdistill.enhance.plan import build_enhancer
-from netdistill.gatherer.pipeline import Pipeline
 from netdistill.manager.auth import GathererAuth
 from netdistill.manager.ingest import Ingest, ingest_router
 from netdistill.manager.main import Manager
-from netdistill.manager.plan import PlanService, plan_router
+from netdistill.manager.plan import PlanService, ensure_scheme_fields, plan_router
 from netdistill.scheme.diff import SchemeDiff
 from netdistill.scheme.models import Scheme
 from netdistill.sources.base import SourceContext, build_source
@@ -113,6 +114,8 @@ class ManagerProcess:
         definition changed."""
         old = self.scheme
         check_procedures_change(old.procedures, new.procedures)
+        # every source's fields, a gatherer's too, before anything changes (FieldError)
+        ensure_scheme_fields(self.store, new)
         diff = SchemeDiff(old, new)
         local = diff.sources_on("local")  # the sources this process runs itself
         remove, add = local.to_stop, local.to_start

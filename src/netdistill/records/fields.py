@@ -1,8 +1,10 @@
 """The field registry: field name ↔ small id, type and length (the seeds' key directory).
 
-Wire batches between gatherers and managers carry field ids, not names, so a field keeps
-its id for life: a dropped field's id is never reused. The standard fields are those of
-the design's record table; operators add their own with ``netdistill fields add``.
+A field keeps its id for life in one store: a dropped field's id is never reused. Ids
+are per store (each manager numbers the fields it adds in its own order), so batches
+between gatherers and managers carry field names and registry types, not ids
+(``delivery/wire.py``). The standard fields are those of the design's record table;
+operators add their own with ``netdistill fields add``.
 """
 
 from __future__ import annotations

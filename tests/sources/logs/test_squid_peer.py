@@ -21,7 +21,7 @@ import httpx
 import peers
 import pytest
 
-from netdistill.gatherer.pipeline import Pipeline
+from netdistill.delivery.pipeline import Pipeline
 from netdistill.sources.logs.config import FileSourceConfig
 from netdistill.sources.logs.listener import FileSource
 from netdistill.store.duckdb import DuckDBStore

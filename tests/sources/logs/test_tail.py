@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from netdistill.delivery.pipeline import Pipeline
 from netdistill.errors import SchemeError
-from netdistill.gatherer.pipeline import Pipeline
 from netdistill.scheme import load_scheme
 from netdistill.sources.logs.config import FileSourceConfig
 from netdistill.sources.logs.listener import FileSource

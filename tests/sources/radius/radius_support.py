@@ -16,7 +16,7 @@ from pathlib import Path
 import peers
 from pyrad import packet
 
-from netdistill.gatherer.pipeline import Pipeline
+from netdistill.delivery.pipeline import Pipeline
 from netdistill.sources.radius.accounting import DICTIONARY
 from netdistill.sources.radius.config import RadiusSourceConfig
 from netdistill.sources.radius.listener import RadiusSource

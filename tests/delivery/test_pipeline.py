@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from netdistill.gatherer.pipeline import Pipeline
+from netdistill.delivery.pipeline import Pipeline
 from netdistill.records.batch import DecodeResult, Quarantined, SourceCounters
 from netdistill.records.schema import conform
 from netdistill.store.duckdb import DuckDBStore

@@ -1,4 +1,6 @@
-"""The gatherer's loop: poll every source, stamp the gatherer, hand batches to the sink.
+"""The producing side of delivery: poll every source, stamp the gatherer, hand batches
+to the sink — a remote gatherer's spool (``gatherer/main.py``), or the store itself for
+the sources a manager runs (``manager/serve.py``, ``manager/local.py``, the importer).
 
 One thread runs the loop, so sources and the sink are never called concurrently. A
 batch is handed to the sink with a per-origin sequence number (origin =
