@@ -27,7 +27,14 @@ from peers import require
 
 pytestmark = pytest.mark.integration
 
-CAPTURES = Path(__file__).resolve().parents[2].parent / "shared" / "captures" / "akvorado-netflow"
+CAPTURES = next(
+    (
+        p / "shared" / "captures" / "akvorado-netflow"
+        for p in Path(__file__).resolve().parents
+        if (p / "shared" / "captures" / "akvorado-netflow").is_dir()
+    ),
+    Path(__file__).resolve().parents[2].parent / "shared" / "captures" / "akvorado-netflow",
+)
 
 
 @dataclass(frozen=True)
