@@ -12,7 +12,6 @@ import dpkt
 from netdistill.sources.base import Datagram
 
 
-
 def _find_captures() -> Path:
     """``shared/captures`` beside the checkout or beside any folder above it (a git
     worktree can sit deeper than the main checkout); read in place, never copied."""
