@@ -10,7 +10,14 @@ import sys
 import time
 from pathlib import Path
 
-CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "captures" / "akvorado-netflow"
+CAPTURES = next(
+    (
+        p / "shared" / "captures" / "akvorado-netflow"
+        for p in Path(__file__).resolve().parents
+        if (p / "shared" / "captures" / "akvorado-netflow").is_dir()
+    ),
+    Path(__file__).resolve().parents[1].parent / "shared" / "captures" / "akvorado-netflow",
+)
 NETDISTILL = [sys.executable, "-m", "netdistill"]
 
 
