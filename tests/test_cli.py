@@ -12,7 +12,14 @@ from pathlib import Path
 
 from netdistill.store.duckdb import DuckDBStore
 
-CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "captures" / "akvorado-netflow"
+CAPTURES = next(
+    (
+        p / "shared" / "captures" / "akvorado-netflow"
+        for p in Path(__file__).resolve().parents
+        if (p / "shared" / "captures" / "akvorado-netflow").is_dir()
+    ),
+    Path(__file__).resolve().parents[1].parent / "shared" / "captures" / "akvorado-netflow",
+)
 NETDISTILL = [sys.executable, "-m", "netdistill"]
 
 

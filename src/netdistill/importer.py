@@ -98,6 +98,7 @@ def _import_captures(
                     _source_config(config, source_name or "netflow"), SourceContext()
                 )
                 assert isinstance(source, NetflowSource)  # a netflow entry builds one
+                _ensure_fields(store, source)  # biflow_reverse, mapped elements, NAT
             sources[protocol] = source
             pipelines[protocol] = Pipeline([source], store, gatherer="import")
         return source, pipelines[protocol]

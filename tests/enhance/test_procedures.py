@@ -208,7 +208,9 @@ def test_catalogue_api(scheme_text):
     first = client.get(
         "/api/procedures/routers/options", params={"field": "next_hop"}, headers=auth
     ).json()
-    assert [e["expression"] for e in first["end"]] == ["dst_ip", "next_hop", "src_ip", "<none>"]
+    assert [e["expression"] for e in first["end"]] == [
+        "dst_ip", "next_hop", "post_nat_dst_ip", "post_nat_src_ip", "src_ip", "<none>"
+    ]  # fmt: skip
     assert first["continue"] == [
         "Apps.Classify(protocol:uint8, dst_port:uint16) → (category:string)",
         "Cust.Match(ip:ip) → (account_id:string, site:string, network:string)",

@@ -27,7 +27,14 @@ from peers import require
 
 pytestmark = pytest.mark.integration
 
-CAPTURES = Path(__file__).resolve().parents[2].parent / "shared" / "captures" / "akvorado-netflow"
+CAPTURES = next(
+    (
+        p / "shared" / "captures" / "akvorado-netflow"
+        for p in Path(__file__).resolve().parents
+        if (p / "shared" / "captures" / "akvorado-netflow").is_dir()
+    ),
+    Path(__file__).resolve().parents[2].parent / "shared" / "captures" / "akvorado-netflow",
+)
 
 
 @dataclass(frozen=True)
@@ -91,15 +98,18 @@ CASES: dict[str, Case] = {
         ("ipfix-srv6-template.pcap", "ipfix-srv6-data.pcap"), nfdump=(1, 0, 0), rates={1: 1}
     ),
     # ipfixprobe sends RFC 5103 biflows: forward octet/packet counters (IANA 1, 2) and
-    # reverse ones (same ids with the enterprise bit, PEN 29305). Both we and nfdump
-    # total the forward counters (nfdump shows the reverse as out_bytes/out_packets:
-    # 1,674 bytes, 26 packets, which netdistill's records do not keep). The netflow
-    # package ignores the enterprise bit and reads the reverse counters as the forward
-    # ones: wrong.
+    # reverse ones (same ids with the enterprise bit, PEN 29305). nfdump totals the
+    # forward counters and shows the reverse as out_bytes/out_packets: 1,674 bytes, 26
+    # packets. netdistill stores two of the four biflows' reverse directions (the others
+    # carried nothing back) as records of their own: 4 + 2 flows, 24,268 + 1,674 bytes,
+    # 34 + 26 packets — both directions billed. The netflow package ignores the
+    # enterprise bit and reads the reverse counters as the forward ones: wrong.
     "ipfixprobe": Case(
         ("ipfixprobe-templates.pcap", "ipfixprobe-data.pcap"),
         nfdump=(4, 24_268, 34),
-        rates={1: 4},
+        ours=(6, 24_268 + 1_674, 34 + 26),
+        raw=(6, 24_268 + 1_674, 34 + 26),
+        rates={1: 6},
         netflow_package=(4, 1_546 + 2_304 + 128, 25 + 1),
     ),
     "juniper-cpid": Case(

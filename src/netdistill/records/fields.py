@@ -107,6 +107,13 @@ STANDARD_FIELDS: tuple[Field, ...] = (
     _std(30, "direction", "uint8", "0 ingress, 1 egress"),
     _std(31, "ingested_at", "timestamp", "stamped by the manager on entry; aging uses it"),
     _std(32, "procedure", "string", "the procedure, merge or stage that produced the record"),
+    # NAT (IPFIX 225-228, 230, 281/282; Cisco NSEL 40001-40005, 233): docs/nat.md
+    _std(33, "post_nat_src_ip", "ip", "source address after NAT (the public one)"),
+    _std(34, "post_nat_dst_ip", "ip", "destination address after NAT"),
+    _std(35, "post_nat_src_port", "uint16", "source port after NAPT"),
+    _std(36, "post_nat_dst_port", "uint16", "destination port after NAPT"),
+    _std(37, "nat_event", "uint8", "IPFIX natEvent: 1 NAT44 create, 2 NAT44 delete …"),
+    _std(38, "firewall_event", "uint8", "firewallEvent / NSEL: 1 created, 2 deleted, 3 denied …"),
 )
 
 #: Fields the manager stamps itself; a source never fills them.

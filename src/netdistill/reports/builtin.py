@@ -237,6 +237,74 @@ WHERE raised_at >= $from AND raised_at < $to ORDER BY raised_at DESC, id DESC"""
     why_missing="the manager's monitor has not started in this store",
 )
 
+#: natEvent values (IANA "natEvent" registry) that open and close a mapping; NSEL's
+#: firewallEvent 1 (flow created) and 2 (flow deleted) likewise
+_NAT_OPEN = "(1, 4, 6, 8, 12, 14)"
+_NAT_CLOSE = "(2, 5, 7, 9, 13, 15)"
+_NAT_KEY = ("exporter", "src_ip", "src_port", "protocol", "dst_ip", "dst_port",
+            "post_nat_src_ip", "post_nat_src_port")  # fmt: skip
+
+NAT_HOLDER = Report(
+    name="nat_holder",
+    title="Who had this public address and port at this time (NAT)",
+    description=(
+        "The inside hosts a NAT device mapped to public address ip (and port) at a given "
+        "time: mappings opened by a NAT or firewall create event and closed by the next "
+        "matching delete event (open when none came yet), and flow records with post-NAT "
+        "fields whose [start, end] covers the time. margin_s widens the time both ways."
+    ),
+    sql=f"""WITH ev AS (
+    SELECT *, coalesce(start_time, end_time) AS t,
+           CASE WHEN nat_event IN {_NAT_OPEN} OR firewall_event = 1 THEN 'create'
+                WHEN nat_event IN {_NAT_CLOSE} OR firewall_event = 2 THEN 'delete'
+                ELSE 'flow' END AS kind
+    FROM records
+    WHERE post_nat_src_ip = $ip AND ($port IS NULL OR post_nat_src_port = $port)),
+opened AS (
+    SELECT c.record_id, min(d.t) AS until
+    FROM ev c LEFT JOIN ev d ON d.kind = 'delete' AND d.t >= c.t AND {
+        " AND ".join(f"d.{k} IS NOT DISTINCT FROM c.{k}" for k in _NAT_KEY)
+    }
+    WHERE c.kind = 'create' GROUP BY c.record_id),
+held AS (
+    SELECT ev.*, ev.t AS since, opened.until, 'nat_event ' || coalesce(nat_event::VARCHAR,
+           'firewall_event ' || firewall_event::VARCHAR) AS evidence
+    FROM ev JOIN opened USING (record_id)
+    UNION ALL BY NAME
+    SELECT ev.*, start_time AS since, end_time AS until, 'flow' AS evidence
+    FROM ev WHERE kind = 'flow')
+SELECT src_ip AS inside_ip, src_port AS inside_port, post_nat_src_ip AS public_ip,
+       post_nat_src_port AS public_port, protocol, dst_ip, dst_port, since, until,
+       user_name, account_id, exporter, evidence
+FROM held
+WHERE since <= $time + to_seconds($margin_s)
+  AND (until IS NULL OR until >= $time - to_seconds($margin_s))
+ORDER BY since, inside_ip, inside_port""",
+    params=(
+        ReportParam(name="ip", required=True, description="the public (post-NAT) address"),
+        ReportParam(name="port", type="int", description="the public port (default: any)"),
+        ReportParam(name="time", type="timestamp", required=True, description="when"),
+        ReportParam(name="margin_s", type="int", default=0, description="clock tolerance, seconds"),
+    ),
+    columns=(
+        "inside_ip",
+        "inside_port",
+        "public_ip",
+        "public_port",
+        "protocol",
+        "dst_ip",
+        "dst_port",
+        "since",
+        "until",
+        "user_name",
+        "account_id",
+        "exporter",
+        "evidence",
+    ),
+    requires_columns=("post_nat_src_ip", "post_nat_src_port", "nat_event", "firewall_event"),
+    why_missing="no NetFlow/IPFIX source has run in this store",
+)
+
 BUILTIN_REPORTS: tuple[Report, ...] = (
     NETWORK_ACTIVITY,
     TOP_DESTINATIONS,
@@ -249,4 +317,5 @@ BUILTIN_REPORTS: tuple[Report, ...] = (
     BILLING_USAGE,
     CHARGEBACK_DEPARTMENT,
     NETWORK_ALERTS,
+    NAT_HOLDER,
 )

@@ -11,8 +11,19 @@ import dpkt
 
 from netdistill.sources.base import Datagram
 
-#: the repo is cloned next to shared/ (captures are read in place, never copied)
-CAPTURES = (Path(__file__).resolve().parents[3] / ".." / "shared" / "captures").resolve()
+
+def _find_captures() -> Path:
+    """``shared/captures`` beside the checkout or beside any folder above it (a git
+    worktree can sit deeper than the main checkout); read in place, never copied."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / "shared" / "captures"
+        if candidate.is_dir():
+            return candidate
+    return here.parents[3].parent / "shared" / "captures"
+
+
+CAPTURES = _find_captures()
 AKVORADO = CAPTURES / "akvorado-netflow"
 
 

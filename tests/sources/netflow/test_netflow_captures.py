@@ -161,27 +161,61 @@ def test_v9_multiple_sampler_ids() -> None:
     assert table.column("next_hop").to_pylist()[0] == "ffff::2"
 
 
-def test_ipfix_biflow_reverse_elements_are_not_forward_counters() -> None:
+def test_ipfix_biflows_become_forward_and_reverse_records() -> None:
     """ipfixprobe sends biflows: octetDeltaCount (1) and, with enterprise bit and PEN
     29305, the *reverse* octetDeltaCount (RFC 5103 §6.1). The ``netflow`` package drops
     the enterprise bit and lets the reverse value overwrite the forward one (its first
     record shows 128 bytes where the forward counter is 0x3e = 62); RFC 7011 §3.2 says
-    an enterprise element is a different element, so netdistill keeps the forward one.
-    Expected values come from the record bytes: template 258 is 81 bytes per record,
-    octetDeltaCount at offset 1, packetDeltaCount at offset 17 (after the reverse one)."""
+    an enterprise element is a different element. netdistill stores each biflow as its
+    forward record and, when the reverse direction carried traffic, a reverse record
+    with source and destination swapped, so that sums bill both directions.
+
+    Expected values come from the record bytes: template 258 is 81 bytes per record:
+    octetDeltaCount at 1, reverse at 9, packetDeltaCount at 17, reverse at 25, TCP flags
+    at 51, reverse flags at 52, ports at 53/55, ingressInterface at 57, addresses at
+    61/65. nfdump shows the reverse counters as out bytes/packets: 1,674 and 26 in all
+    (tests/integration/test_captures.py)."""
     table, _ = decode_files("ipfixprobe-templates.pcap", "ipfixprobe-data.pcap")
     payload = read_capture("ipfixprobe-data.pcap")[0].payload
     set_id, set_length = struct.unpack_from(">HH", payload, 16)
     assert set_id == 258 and (set_length - 4) % 81 == 0
     records = [payload[20 + 81 * i : 20 + 81 * (i + 1)] for i in range((set_length - 4) // 81)]
-    expected_bytes = [struct.unpack_from(">Q", r, 1)[0] for r in records]
-    expected_packets = [struct.unpack_from(">Q", r, 17)[0] for r in records]
-    assert table.column("bytes").to_pylist() == expected_bytes
-    assert table.column("packets").to_pylist() == expected_packets
-    assert expected_bytes[0] == 62
+
+    def address(r: bytes, at: int) -> str:
+        return ".".join(str(b) for b in r[at : at + 4])
+
+    forward = [
+        (
+            address(r, 61), address(r, 65), struct.unpack_from(">H", r, 53)[0],
+            struct.unpack_from(">H", r, 55)[0], struct.unpack_from(">Q", r, 1)[0],
+            struct.unpack_from(">Q", r, 17)[0], r[51], False,
+        )
+        for r in records
+    ]  # fmt: skip
+    reverse = [
+        (
+            address(r, 65), address(r, 61), struct.unpack_from(">H", r, 55)[0],
+            struct.unpack_from(">H", r, 53)[0], struct.unpack_from(">Q", r, 9)[0],
+            struct.unpack_from(">Q", r, 25)[0], r[52], True,
+        )
+        for r in records
+        if struct.unpack_from(">Q", r, 9)[0] or struct.unpack_from(">Q", r, 25)[0]
+    ]  # fmt: skip
+    columns = ("src_ip", "dst_ip", "src_port", "dst_port", "bytes", "packets", "tcp_flags")
+    got = [tuple(row[c] for c in (*columns, "biflow_reverse")) for row in table.to_pylist()]
+    assert got == forward + reverse
+    assert forward[0][4] == 62
+    assert (sum(r[4] for r in reverse), sum(r[5] for r in reverse)) == (1_674, 26)
+    # the reverse record has no next hop and swapped interfaces; times are the biflow's
+    rows = table.to_pylist()
+    paired = [i for i, r in enumerate(records) if r[9:17] != bytes(8) or r[25:33] != bytes(8)]
+    for reverse_row, forward_row in zip(rows[len(records) :], paired, strict=True):
+        assert reverse_row["input_if"] is None
+        assert reverse_row["output_if"] == rows[forward_row]["input_if"]
+        assert reverse_row["start_time"] == rows[forward_row]["start_time"]
     # flowStartMicroseconds: NTP seconds 0xce740b4f = 3463711567 → 2009-10-05 06:06:07 UTC,
     # fraction 0x7df7a4e7 / 2^32 s = 0.492059 s
-    first = table.to_pylist()[0]
+    first = rows[0]
     assert first["start_time"].isoformat() == "2009-10-05T06:06:07.492059+00:00"
     assert (first["src_ip"], first["dst_ip"], first["dst_port"]) == ("10.10.1.4", "10.10.1.1", 53)
 

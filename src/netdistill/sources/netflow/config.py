@@ -9,16 +9,87 @@ Sample::
         default_sampling_rate: 1
         exporters:
           192.0.2.1: {sampling_rate: 1000}   # a router that never sends its rate
+        elements:                            # elements the decoder does not read itself
+          - {enterprise: 9, id: 12232, field: vrf_name, type: string}
+          - {id: 40000, field: nsel_user, type: string}   # a v9 field type
+
+``elements`` is checked here (the only place, STYLE.md habit 4): ids (1-65535, and
+1-32767 with an enterprise number, RFC 7011 §3.2), a known type, a valid field name, and
+no clash — a field the decoder fills itself, a standard field of another type, one field
+mapped with two types, one element mapped twice to one field.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
+from netdistill.errors import FieldError
+from netdistill.records.batch import FieldSpec
+from netdistill.records.fields import FIELD_TYPES, MANAGER_FIELDS, STANDARD_FIELDS, check_field_name
 from netdistill.sources.config import SourceConfigBase
 from netdistill.sources.listen import parse_listen_address
+from netdistill.sources.netflow.mapping import ElementMapping
+
+#: fields the decoder fills itself, or that are stamped after it: a mapping cannot fill them
+DECODER_FIELDS = frozenset(
+    {
+        "start_time", "end_time", "duration_s", "src_ip", "dst_ip", "next_hop", "bytes",
+        "packets", "sampling_rate", "protocol", "tos", "tcp_flags", "src_port", "dst_port",
+        "input_if", "output_if", "src_as", "dst_as", "direction", "exporter", "source",
+        "gatherer", "procedure", "post_nat_src_ip", "post_nat_dst_ip", "post_nat_src_port",
+        "post_nat_dst_port", "nat_event", "firewall_event", "biflow_reverse",
+        *MANAGER_FIELDS,
+    }
+)  # fmt: skip
+_STANDARD_TYPES = {f.name: f.type for f in STANDARD_FIELDS}
+
+
+class ElementMappingConfig(BaseModel):
+    """One element → field entry; ``enterprise`` 0 (the default) is IANA / NetFlow v9."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enterprise: int = Field(0, ge=0, le=0xFFFFFFFF, description="Private Enterprise Number")
+    id: int = Field(ge=1, le=65535, description="element id, or NetFlow v9 field type")
+    field: str
+    type: str
+
+    @field_validator("field")
+    @classmethod
+    def _check_field(cls, value: str) -> str:
+        try:
+            check_field_name(value)
+        except FieldError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("type")
+    @classmethod
+    def _check_type(cls, value: str) -> str:
+        if value not in FIELD_TYPES:
+            raise ValueError(f"unknown type {value!r}: expected one of {', '.join(FIELD_TYPES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_id(self) -> ElementMappingConfig:
+        if self.enterprise and self.id > 0x7FFF:
+            raise ValueError(
+                f"enterprise element id {self.id} does not fit 15 bits (1-32767, RFC 7011 "
+                "§3.2); ids above 32767 exist only as NetFlow v9 field types (no enterprise)"
+            )
+        return self
 
 
 class ExporterConfig(BaseModel):
@@ -42,6 +113,67 @@ class NetflowSourceConfig(SourceConfigBase):
     hold_before_template_s: PositiveFloat = Field(
         10.0, description="how long data waits for its template before it is quarantined"
     )
+
+    elements: list[ElementMappingConfig] = Field(
+        default_factory=list, description="elements mapped to record fields (docs/netflow.md)"
+    )
+
+    @field_validator("elements")
+    @classmethod
+    def _check_elements(cls, value: list[ElementMappingConfig]) -> list[ElementMappingConfig]:
+        problems: list[tuple[tuple[int | str, ...], str, object]] = []
+        types: dict[str, tuple[str, int]] = {}
+        seen: dict[tuple[int, int, str], int] = {}
+        for i, item in enumerate(value):
+            where = f"element {item.enterprise}/{item.id}"
+            if item.field in DECODER_FIELDS:
+                problems.append(
+                    ((i, "field"), f"{item.field!r} is filled by the decoder itself", item.field)
+                )
+            standard = _STANDARD_TYPES.get(item.field)
+            if standard is not None and standard != item.type:
+                problems.append(
+                    ((i, "type"), f"{item.field!r} is a standard {standard} field", item.type)
+                )
+            earlier = types.get(item.field)
+            if earlier is not None and earlier[0] != item.type:
+                problems.append(
+                    (
+                        (i, "type"),
+                        f"{item.field!r} is mapped as {earlier[0]} by entry {earlier[1]}",
+                        item.type,
+                    )
+                )
+            types.setdefault(item.field, (item.type, i))
+            key = (item.enterprise, item.id, item.field)
+            if key in seen:
+                problems.append(
+                    (
+                        (i, "id"),
+                        f"{where} is mapped to {item.field!r} by entry {seen[key]}",
+                        item.id,
+                    )
+                )
+            seen.setdefault(key, i)
+        if problems:
+            raise ValidationError.from_exception_data(
+                "elements",
+                [
+                    {"type": PydanticCustomError("value_error", message), "loc": loc, "input": x}
+                    for loc, message, x in problems
+                ],
+            )
+        return value
+
+    def element_mappings(self) -> tuple[ElementMapping, ...]:
+        return tuple(ElementMapping(e.enterprise, e.id, e.field, e.type) for e in self.elements)
+
+    @property
+    def fields(self) -> tuple[FieldSpec, ...]:
+        """The fields ``elements`` fill (read by the scheme's type checks)."""
+        return tuple(
+            FieldSpec(e.field, e.type, f"element {e.enterprise}/{e.id}") for e in self.elements
+        )
 
     @field_validator("listen")
     @classmethod

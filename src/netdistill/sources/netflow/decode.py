@@ -31,8 +31,8 @@ import numpy as np
 import pyarrow as pa
 
 from netdistill.errors import DecodeError
-from netdistill.records.batch import DecodeResult, Quarantined, SourceCounters
-from netdistill.records.schema import SOURCE_SCHEMA, empty_batch
+from netdistill.records.batch import DecodeResult, FieldSpec, Quarantined, SourceCounters
+from netdistill.records.schema import empty_batch
 from netdistill.sources.base import MALFORMED, NO_TEMPLATE, Datagram
 from netdistill.sources.netflow import v5
 from netdistill.sources.netflow.extract import (
@@ -41,8 +41,10 @@ from netdistill.sources.netflow.extract import (
     gather_variable,
     walk_variable,
 )
+from netdistill.sources.netflow.fields import netflow_schema
 from netdistill.sources.netflow.flows import RecordContext, build_records
 from netdistill.sources.netflow.hold import Held, HoldQueue
+from netdistill.sources.netflow.mapping import ElementMapping
 from netdistill.sources.netflow.sampling import learn_options, record_rates
 from netdistill.sources.netflow.sequence import SequenceTracker
 from netdistill.sources.netflow.templates import (
@@ -116,8 +118,13 @@ class NetflowDecoder:
         template_timeout_s: float = 1800.0,
         hold_s: float = 10.0,
         hold_max_datagrams: int = 10_000,
+        element_mappings: Sequence[ElementMapping] = (),
     ) -> None:
         self.source = source
+        self.mappings = tuple(element_mappings)
+        self._mapped_keys = frozenset(m.key for m in self.mappings)
+        #: the schema of every table ``decode`` returns (``fields.netflow_schema``)
+        self.schema = netflow_schema(self.field_specs)
         self.default_sampling_rate = max(1, int(default_sampling_rate))
         self.exporter_sampling_rates = dict(exporter_sampling_rates or {})
         self.template_timeout_s = template_timeout_s
@@ -128,6 +135,12 @@ class NetflowDecoder:
         self._sequences = SequenceTracker(self.counters.sequence_lost)
 
     # -- public API ------------------------------------------------------------------
+
+    @property
+    def field_specs(self) -> list[FieldSpec]:
+        """The fields the scheme's element mappings fill."""
+        return [FieldSpec(m.field, m.type, f"element {m.enterprise}/{m.element_id}")
+                for m in self.mappings]  # fmt: skip
 
     @property
     def template_version(self) -> int:
@@ -164,7 +177,7 @@ class NetflowDecoder:
         return self._cache.to_bytes()
 
     def load_template_state(self, state: bytes) -> None:
-        self._cache.load_bytes(state)
+        self._cache.load_bytes(state, mapped=self._mapped_keys)
 
     # -- walking ---------------------------------------------------------------------
 
@@ -279,9 +292,13 @@ class NetflowDecoder:
     ) -> None:
         options = set_id in (1, 3)
         parsed = (
-            parse_v9_templates(datagram.payload, body, end, options=options)
+            parse_v9_templates(
+                datagram.payload, body, end, options=options, mapped=self._mapped_keys
+            )
             if header.version == 9
-            else parse_ipfix_templates(datagram.payload, body, end, options=options)
+            else parse_ipfix_templates(
+                datagram.payload, body, end, options=options, mapped=self._mapped_keys
+            )
         )
         for item in parsed:
             if isinstance(item, Withdrawal):
@@ -387,7 +404,7 @@ class NetflowDecoder:
         if tables:
             records = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
         else:
-            records = pa.Table.from_batches([empty_batch(SOURCE_SCHEMA)])
+            records = pa.Table.from_batches([empty_batch(self.schema)])
         self.counters.records += records.num_rows
         return DecodeResult(records, batch.quarantined)
 
@@ -402,7 +419,7 @@ class NetflowDecoder:
                 np.array([h.sys_uptime_ms for h in batch.headers], np.int64), counts
             ),
         )
-        return build_records(columns, ctx, self.source)
+        return build_records(columns, ctx, self.source, mappings=self.mappings, schema=self.schema)
 
     def _decode_group(self, group: _Group, exporters: list[str]) -> pa.Table:
         template, sets = group.template, group.sets
@@ -448,4 +465,4 @@ class NetflowDecoder:
         else:
             init = np.array([self._cache.init_times_ms.get(d, -1) for d in domains], np.int64)
             ctx.init_ms = init[np.repeat(set_domain, counts)]
-        return build_records(columns, ctx, self.source)
+        return build_records(columns, ctx, self.source, mappings=self.mappings, schema=self.schema)

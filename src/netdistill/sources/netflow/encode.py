@@ -26,6 +26,11 @@ Flows are given column-wise, as a ``pyarrow.Table`` or a mapping of numpy arrays
 ``tcp_flags, tos, input_if, output_if, src_as, dst_as``     optional, 0 when absent
 ========================  ========================================================
 
+With ``IpfixExporter(biflow=True)`` IPFIX records are RFC 5103 biflows: the columns
+``rev_bytes`` and ``rev_packets`` go out as reverseOctetDeltaCount and
+reversePacketDeltaCount — IANA 1 and 2 with the enterprise bit and the reverse PEN 29305
+(RFC 5103 §6.1), as ipfixprobe sends them.
+
 Counters are encoded as given (what the sampler saw); with ``sampling_interval`` set the
 exporter also announces the interval — v5 in its header, v9 as an options record (scope
 System, field SAMPLING_INTERVAL 34), IPFIX as an options record (scope selectorId 302,
@@ -106,6 +111,12 @@ _IPFIX_TAIL = [
     (4, 1, "protocol", "u1"),
     (5, 1, "tos", "u1"),
 ]
+#: an element number above 0xFFFF is (PEN << 16) | id: an enterprise element
+REVERSE_PEN = 29305
+_IPFIX_REVERSE = [
+    ((REVERSE_PEN << 16) | 1, 8, "rev_bytes", ">u8"),
+    ((REVERSE_PEN << 16) | 2, 8, "rev_packets", ">u8"),
+]
 _IPV4_ADDRESSES = [(8, 4, "src_ip", ">u4"), (12, 4, "dst_ip", ">u4")]
 _IPV6_ADDRESSES = [(27, 16, "src_ip6", "V16"), (28, 16, "dst_ip6", "V16")]
 
@@ -118,6 +129,9 @@ V9_LAYOUTS: dict[int, Layout] = {
 IPFIX_LAYOUTS: dict[int, Layout] = {
     TEMPLATE_IPV4: _IPFIX_COMMON + _IPV4_ADDRESSES + _IPFIX_TAIL,
     TEMPLATE_IPV6: _IPFIX_COMMON + _IPV6_ADDRESSES + _IPFIX_TAIL,
+}
+IPFIX_BIFLOW_LAYOUTS: dict[int, Layout] = {
+    tid: layout + _IPFIX_REVERSE for tid, layout in IPFIX_LAYOUTS.items()
 }
 
 _V5_RECORD = np.dtype(
@@ -255,6 +269,8 @@ class IpfixExporter:
     template_refresh_datagrams: int = 20
     sampling_interval: int | None = None
     selector_id: int = 1
+    #: RFC 5103 biflows: records also carry the ``rev_bytes`` / ``rev_packets`` columns
+    biflow: bool = False
     sequence: int = 0
     datagrams: int = 0
     flows: int = 0
@@ -330,8 +346,14 @@ def encode_v5(
 # -- v9 and IPFIX share the datagram planning ---------------------------------------------
 
 
+def _field_specifier(element: int, length: int) -> bytes:
+    if element > 0xFFFF:  # enterprise element: bit 0x8000 + PEN (RFC 7011 §3.2)
+        return struct.pack("!HHI", 0x8000 | (element & 0x7FFF), length, element >> 16)
+    return struct.pack("!HH", element, length)
+
+
 def _template_record(template_id: int, layout: Layout) -> bytes:
-    fields = b"".join(struct.pack("!HH", element, length) for element, length, _, _ in layout)
+    fields = b"".join(_field_specifier(element, length) for element, length, _, _ in layout)
     return struct.pack("!HH", template_id, len(layout)) + fields
 
 
@@ -359,7 +381,8 @@ def _v9_templates(exporter: V9Exporter) -> tuple[bytes, int]:
 
 def _ipfix_templates(exporter: IpfixExporter) -> tuple[bytes, int, int]:
     """Template Set, options template Set and its data: bytes, records, data records."""
-    body = b"".join(_template_record(tid, layout) for tid, layout in IPFIX_LAYOUTS.items())
+    layouts = IPFIX_BIFLOW_LAYOUTS if exporter.biflow else IPFIX_LAYOUTS
+    body = b"".join(_template_record(tid, layout) for tid, layout in layouts.items())
     out = struct.pack("!HH", 2, 4 + len(body)) + body
     if not exporter.sampling_interval:
         return out, len(IPFIX_LAYOUTS), 0
@@ -459,7 +482,9 @@ def encode_ipfix(
     columns = flow_columns(flows)
     now = _export_time_ms(columns, export_time_ms)
     templates, _, option_records = _ipfix_templates(exporter)
-    layouts = IPFIX_LAYOUTS
+    layouts = IPFIX_BIFLOW_LAYOUTS if exporter.biflow else IPFIX_LAYOUTS
+    if exporter.biflow and not {"rev_bytes", "rev_packets"} <= columns.keys():
+        raise ValueError("biflow records need rev_bytes and rev_packets columns")
     packed = {tid: _pack(columns, rows, layouts[tid]) for tid, rows in _split_by_version(columns)}
     plan = _plan(
         [(tid, len(p), p.dtype.itemsize) for tid, p in packed.items()],

@@ -12,6 +12,11 @@ or 255 + a 2-byte length) cannot be mapped by a dtype: ``walk_variable`` walks r
 record — inherently sequential, each record's start depends on the previous record's
 lengths — but only to find offsets; the values are then gathered with numpy fancy
 indexing for all records at once.
+
+Elements the scheme maps to fields (``Template.mapped``) are read a second time, as raw
+``(n, L)`` bytes under ``raw_key(key)`` (a negative number: never an element key), so a
+mapping can read an element that the decoder also reads as an integer. Mapped
+variable-length elements are not read (their field stays null; docs/netflow.md).
 """
 
 from __future__ import annotations
@@ -28,6 +33,12 @@ from netdistill.sources.netflow.elements import IPV4_ELEMENTS, IPV6_ELEMENTS
 from netdistill.sources.netflow.templates import VARIABLE_LENGTH, Template
 
 Columns = dict[int, np.ndarray]
+
+
+def raw_key(key: int) -> int:
+    """Where the raw bytes of mapped element ``key`` are kept in ``Columns``."""
+    return -(key + 1)
+
 
 _NATIVE = {1: np.dtype(">u1"), 2: np.dtype(">u2"), 4: np.dtype(">u4"), 8: np.dtype(">u8")}
 
@@ -72,6 +83,13 @@ def fixed_layout(template: Template) -> FixedLayout:
         names[element_id] = name
         formats.append(_NATIVE.get(length, (np.uint8, (length,))))
         positions.append(offsets[index])
+    for key, index in sorted(template.mapped_at.items()):
+        length = template.fields[index].length
+        if length in (0, VARIABLE_LENGTH):
+            continue
+        names[raw_key(key)] = f"m{key}"
+        formats.append((np.uint8, (length,)))
+        positions.append(offsets[index])
     dtype = np.dtype(
         {
             "names": list(names.values()),
@@ -108,7 +126,9 @@ def decode_fixed(template: Template, data: bytes, count: int) -> Columns:
     out: Columns = {}
     for element_id, name in layout.names.items():
         column = records[name]
-        if column.ndim == 2 and element_id not in IPV6_ELEMENTS:
+        if element_id < 0:
+            out[element_id] = np.ascontiguousarray(column)
+        elif column.ndim == 2 and element_id not in IPV6_ELEMENTS:
             out[element_id] = assemble_uint(column)
         else:
             out[element_id] = _native(column)
@@ -122,6 +142,7 @@ def _variable_plan(template: Template) -> tuple[tuple[int, ...], dict[int, tuple
     segment_lengths: list[int] = []
     where: dict[int, tuple[int, int, int]] = {}
     wanted_at = {index: element for element, index in template.wanted.items()}
+    mapped_at = {index: key for key, index in template.mapped_at.items()}
     segment, position = 0, 0
     for index, f in enumerate(template.fields):
         if f.length == VARIABLE_LENGTH:
@@ -131,6 +152,9 @@ def _variable_plan(template: Template) -> tuple[tuple[int, ...], dict[int, tuple
         element = wanted_at.get(index)
         if element is not None and _usable(element, f.length):
             where[element] = (segment, position, f.length)
+        mapped = mapped_at.get(index)
+        if mapped is not None and f.length:
+            where[raw_key(mapped)] = (segment, position, f.length)
         position += f.length
     segment_lengths.append(position)
     return tuple(segment_lengths), where
@@ -189,7 +213,8 @@ def gather_variable(template: Template, data: bytes, starts: np.ndarray) -> Colu
     for element_id, (segment, position, length) in where.items():
         offsets = starts[:, segment] + position
         matrix = buffer[offsets[:, None] + np.arange(length)]
-        out[element_id] = matrix if element_id in IPV6_ELEMENTS else assemble_uint(matrix)
+        keep_bytes = element_id < 0 or element_id in IPV6_ELEMENTS
+        out[element_id] = matrix if keep_bytes else assemble_uint(matrix)
     return out
 
 

@@ -16,9 +16,19 @@ Times, in µs since the Unix epoch:
   relative to systemInitTimeMilliseconds (160) from the record or from options data.
 * v9 records without 22/21 may carry the IPFIX absolute elements (Cisco NSEL sends
   152/153): they are read as in IPFIX.
+* Event records (NAT, NSEL) carry observationTime Seconds/Milliseconds/Micro/Nanoseconds
+  (322-325) instead of flow times: used for start and end when no flow time is there.
 * A record with no usable start takes its end, and one with neither takes the export
   time: a usage record must have a time to be billed, and the export time is the
   closest bound the exporter gave.
+
+Biflows (RFC 5103): a record that carries reverse counters (the IANA counter under the
+reverse PEN 29305, or Cisco NSEL's responder octets/packets 232/299) becomes two usage
+records — the forward one as exported, and a reverse one with source and destination
+(addresses, ports, interfaces, AS numbers, post-NAT address and port) swapped, the
+reverse counters and TCP flags, and no next hop (the exporter gave the forward one
+only). ``biflow_reverse`` tells them apart; a reverse direction with no packets and no
+bytes adds no record. Every sum over ``bytes`` then bills both directions.
 """
 
 from __future__ import annotations
@@ -30,9 +40,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from netdistill.records.ip import ipv4_to_text, ipv6_to_text
-from netdistill.records.schema import SOURCE_SCHEMA, conform
+from netdistill.records.schema import conform
 from netdistill.sources.netflow import elements as ie
 from netdistill.sources.netflow.extract import Columns
+from netdistill.sources.netflow.fields import NETFLOW_SCHEMA
+from netdistill.sources.netflow.mapping import ElementMapping, mapped_columns
 
 _NTP_EPOCH_OFFSET_S = 2_208_988_800  # 1900-01-01 → 1970-01-01
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -48,7 +60,21 @@ _INTEGER_FIELDS: dict[str, np.dtype] = {
     "src_as": np.dtype(np.uint32),
     "dst_as": np.dtype(np.uint32),
     "direction": np.dtype(np.uint8),
+    "post_nat_src_port": np.dtype(np.uint16),
+    "post_nat_dst_port": np.dtype(np.uint16),
+    "nat_event": np.dtype(np.uint8),
+    "firewall_event": np.dtype(np.uint8),
 }
+
+#: what a biflow's reverse record swaps
+_SWAPPED = (
+    ("src_ip", "dst_ip"),
+    ("src_port", "dst_port"),
+    ("input_if", "output_if"),
+    ("src_as", "dst_as"),
+    ("post_nat_src_ip", "post_nat_dst_ip"),
+    ("post_nat_src_port", "post_nat_dst_port"),
+)
 
 
 @dataclass(slots=True)
@@ -129,6 +155,17 @@ def _time_us(
     column = columns.get(ie.FLOW_START_DELTA_MICROSECONDS + offset)
     if column is not None:
         return ctx.export_us - column.astype(np.int64), np.ones(n, bool)
+    for element_id, factor in (
+        (ie.OBSERVATION_TIME_MILLISECONDS, 1_000),
+        (ie.OBSERVATION_TIME_SECONDS, 1_000_000),
+    ):
+        column = columns.get(element_id)
+        if column is not None:
+            return column.astype(np.int64) * factor, np.ones(n, bool)
+    for element_id in (ie.OBSERVATION_TIME_MICROSECONDS, ie.OBSERVATION_TIME_NANOSECONDS):
+        column = columns.get(element_id)
+        if column is not None:
+            return _ntp_to_us(column), np.ones(n, bool)
     column = columns.get(ie.FLOW_START_SYS_UP_TIME if start else ie.FLOW_END_SYS_UP_TIME)
     if column is not None and init_ms is not None:
         valid = init_ms >= 0
@@ -136,9 +173,16 @@ def _time_us(
     return np.zeros(n, np.int64), np.zeros(n, bool)
 
 
-def build_records(columns: Columns, ctx: RecordContext, source: str) -> pa.Table:
-    """One usage-record table (``SOURCE_SCHEMA``) from the element columns of records
-    that share one template (or one v5 batch)."""
+def build_records(
+    columns: Columns,
+    ctx: RecordContext,
+    source: str,
+    *,
+    mappings: tuple[ElementMapping, ...] = (),
+    schema: pa.Schema = NETFLOW_SCHEMA,
+) -> pa.Table:
+    """One usage-record table (``schema``) from the element columns of records that share
+    one template (or one v5 batch); a biflow's reverse records follow the forward ones."""
     n = len(ctx.export_us)
     out: dict[str, pa.Array] = {}
 
@@ -165,6 +209,8 @@ def build_records(columns: Columns, ctx: RecordContext, source: str) -> pa.Table
         ("src_ip", ie.FIELD_SOURCES["src_ip"]),
         ("dst_ip", ie.FIELD_SOURCES["dst_ip"]),
         ("next_hop", next_hops),
+        ("post_nat_src_ip", ie.FIELD_SOURCES["post_nat_src_ip"]),
+        ("post_nat_dst_ip", ie.FIELD_SOURCES["post_nat_dst_ip"]),
     ):
         found = _first(columns, candidates)
         if found is not None:
@@ -185,4 +231,45 @@ def build_records(columns: Columns, ctx: RecordContext, source: str) -> pa.Table
     exporters = pa.array(ctx.exporters, pa.string())
     out["exporter"] = pc.take(exporters, pa.array(ctx.exporter_index, pa.int32()))
     out["source"] = pc.take(pa.array([source], pa.string()), pa.array(np.zeros(n, np.int32)))
-    return conform(pa.table(out), SOURCE_SCHEMA)
+    out.update(mapped_columns(columns, mappings, n))
+    reverse = _reverse_records(columns, out, rate)
+    if reverse is None:
+        return conform(pa.table(out), schema)
+    out["biflow_reverse"] = pa.array(np.zeros(n, bool))
+    return pa.concat_tables([conform(pa.table(out), schema), conform(reverse, schema)])
+
+
+def _reverse_records(
+    columns: Columns, forward: dict[str, pa.Array], rate: np.ndarray
+) -> pa.Table | None:
+    """The reverse records of a biflow template (RFC 5103 §6.1), None for a one-way one."""
+    reverse_bytes = _first(columns, ie.REVERSE_BYTES)
+    reverse_packets = _first(columns, ie.REVERSE_PACKETS)
+    if reverse_bytes is None and reverse_packets is None:
+        return None
+    n = len(rate)
+    octets = np.zeros(n, np.uint64) if reverse_bytes is None else reverse_bytes[1]
+    packets = np.zeros(n, np.uint64) if reverse_packets is None else reverse_packets[1]
+    rows = np.flatnonzero((octets.astype(np.uint64) > 0) | (packets.astype(np.uint64) > 0))
+    take = pa.array(rows, pa.int64())
+    out = {name: pc.take(array, take) for name, array in forward.items() if name != "next_hop"}
+    for a, b in _SWAPPED:
+        out.pop(a, None)
+        out.pop(b, None)
+        if b in forward:
+            out[a] = forward[b].take(take)
+        if a in forward:
+            out[b] = forward[a].take(take)
+    rate = rate[rows].astype(np.uint64)
+    out["bytes"] = pa.array(octets[rows].astype(np.uint64) * rate, pa.uint64())
+    out["packets"] = pa.array(packets[rows].astype(np.uint64) * rate, pa.uint64())
+    if reverse_bytes is None:
+        del out["bytes"]
+    if reverse_packets is None:
+        del out["packets"]
+    flags = columns.get(ie.REVERSE_TCP_CONTROL_BITS)
+    out.pop("tcp_flags", None)
+    if flags is not None:
+        out["tcp_flags"] = pa.array(_clip(flags[rows], np.dtype(np.uint16)))
+    out["biflow_reverse"] = pa.array(np.ones(len(rows), bool))
+    return pa.table(out)

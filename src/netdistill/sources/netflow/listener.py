@@ -17,11 +17,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
+import pyarrow as pa
+
 from netdistill.records.batch import DecodeResult, FieldSpec, SourceCounters
 from netdistill.sources.base import UNKNOWN_EXPORTER, Datagram, SourceKind
 from netdistill.sources.listen import parse_listen_address
 from netdistill.sources.netflow.config import NetflowSourceConfig
 from netdistill.sources.netflow.decode import NetflowDecoder
+from netdistill.sources.netflow.fields import NETFLOW_FIELDS
 from netdistill.sources.udp import UdpReceiver
 
 log = logging.getLogger(__name__)
@@ -35,8 +38,9 @@ class NetflowSource:
 
     kind: ClassVar[SourceKind] = "polled"
 
-    #: NetFlow fills standard fields only
-    fields: tuple[FieldSpec, ...] = ()
+    #: the NAT fields (standard, declared for stores older than them) and biflow_reverse;
+    #: an instance adds the fields its ``elements:`` mappings fill
+    fields: tuple[FieldSpec, ...] = NETFLOW_FIELDS
 
     def __init__(
         self,
@@ -56,7 +60,9 @@ class NetflowSource:
             exporter_sampling_rates={k: v.sampling_rate for k, v in config.exporters.items()},
             template_timeout_s=config.template_timeout_s,
             hold_s=config.hold_before_template_s,
+            element_mappings=config.element_mappings(),
         )
+        self.fields = (*NETFLOW_FIELDS, *self.decoder.field_specs)
         self._load_templates()
         self._saved_version = self.decoder.template_version
         self._allowed = (
@@ -134,7 +140,7 @@ class NetflowSource:
         result = self.decoder.decode(datagrams, now=now) if datagrams else None
         expired = self.decoder.expire(now)
         self.save_templates()
-        return _merge(result, expired)
+        return _merge(result, expired, schema=self.decoder.schema)
 
     def pending(self) -> int:
         return self.receiver.pending()
@@ -159,9 +165,13 @@ class NetflowSource:
         if len(kept) < len(datagrams):
             self._count_drop(UNKNOWN_EXPORTER, len(datagrams) - len(kept))
         if not kept:
-            return _merge(None, None)
+            return _merge(None, None, schema=self.decoder.schema)
         now = max(d.received_at for d in kept)
-        return _merge(self.decoder.decode(kept, now=now), self.decoder.expire(now))
+        return _merge(
+            self.decoder.decode(kept, now=now),
+            self.decoder.expire(now),
+            schema=self.decoder.schema,
+        )
 
     def status(self) -> dict[str, object]:
         counters = self.counters.as_dict()
@@ -175,17 +185,15 @@ class NetflowSource:
         return {"name": self.name, "type": "netflow", **counters}
 
 
-def _merge(*results: DecodeResult | None) -> DecodeResult:
-    import pyarrow as pa
-
-    from netdistill.records.schema import SOURCE_SCHEMA, empty_batch
+def _merge(*results: DecodeResult | None, schema: pa.Schema) -> DecodeResult:
+    from netdistill.records.schema import empty_batch
 
     present = [r for r in results if r is not None]
     tables = [r.records for r in present if r.records.num_rows]
     records = (
         pa.concat_tables(tables)
         if tables
-        else pa.Table.from_batches([empty_batch()], schema=SOURCE_SCHEMA)
+        else pa.Table.from_batches([empty_batch(schema)], schema=schema)
     )
     quarantined = [q for r in present for q in r.quarantined]
     return DecodeResult(records, quarantined)

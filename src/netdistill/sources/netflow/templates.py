@@ -23,7 +23,7 @@ from typing import Final
 
 from netdistill.errors import DecodeError
 from netdistill.sources.base import MALFORMED
-from netdistill.sources.netflow.elements import V9_SCOPE_OFFSET, WANTED_ELEMENTS
+from netdistill.sources.netflow.elements import V9_SCOPE_OFFSET, WANTED_ELEMENTS, element_key
 
 VARIABLE_LENGTH: Final = 65535
 #: a record can never be longer than the largest UDP payload minus the smallest header
@@ -42,20 +42,31 @@ class TemplateField:
     length: int
     enterprise: int = 0  # Private Enterprise Number; 0 = IANA element
 
+    @property
+    def key(self) -> int:
+        return element_key(self.enterprise, self.element_id)
+
 
 @dataclass(frozen=True, slots=True)
 class Template:
-    """One (options) template. ``scope_count`` > 0 marks an options template."""
+    """One (options) template. ``scope_count`` > 0 marks an options template.
+
+    ``mapped`` holds the keys of the elements the scheme maps to fields (``mapping.py``):
+    they are read as raw bytes beside the decoder's own reading, so it is part of the
+    template's identity (a layout cached for one mapping never serves another)."""
 
     template_id: int
     fields: tuple[TemplateField, ...]
     scope_count: int = 0
+    mapped: frozenset[int] = frozenset()
     #: byte length of a record, or None when a field is variable-length (IPFIX)
     record_length: int | None = field(init=False)
     #: smallest possible record: fixed lengths + 1 length byte per variable field
     min_record_length: int = field(init=False)
-    #: wanted IANA element → index in ``fields`` of its first occurrence
+    #: wanted element key → index in ``fields`` of its first occurrence
     wanted: dict[int, int] = field(init=False, compare=False)
+    #: mapped element key → index in ``fields`` of its first occurrence
+    mapped_at: dict[int, int] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
         variable = any(f.length == VARIABLE_LENGTH for f in self.fields)
@@ -67,10 +78,15 @@ class Template:
             fixed + sum(1 for f in self.fields if f.length == VARIABLE_LENGTH),
         )
         wanted: dict[int, int] = {}
+        mapped_at: dict[int, int] = {}
         for i, f in enumerate(self.fields):
-            if f.enterprise == 0 and f.element_id in WANTED_ELEMENTS:
-                wanted.setdefault(f.element_id, i)
+            key = f.key
+            if key in WANTED_ELEMENTS:
+                wanted.setdefault(key, i)
+            if key in self.mapped:
+                mapped_at.setdefault(key, i)
         object.__setattr__(self, "wanted", wanted)
+        object.__setattr__(self, "mapped_at", mapped_at)
 
     @property
     def is_options(self) -> bool:
@@ -107,7 +123,9 @@ def _need(data: bytes, offset: int, size: int, end: int, what: str) -> None:
         raise DecodeError(TRUNCATED, offset=offset, detail=f"{what} runs past the set end")
 
 
-def parse_v9_templates(data: bytes, start: int, end: int, *, options: bool) -> Iterator[Template]:
+def parse_v9_templates(
+    data: bytes, start: int, end: int, *, options: bool, mapped: frozenset[int] = frozenset()
+) -> Iterator[Template]:
     """Template records of one v9 template FlowSet (id 0) or options template FlowSet
     (id 1), body ``data[start:end]``. Yields each template as it is read, so templates
     before a malformed one are kept; raises ``DecodeError`` at the first bad byte."""
@@ -153,12 +171,12 @@ def parse_v9_templates(data: bytes, start: int, end: int, *, options: bool) -> I
             if i < n_scope:
                 element_id += V9_SCOPE_OFFSET
             fields.append(TemplateField(element_id, length))
-        yield _check_template(Template(template_id, tuple(fields), n_scope), record_start)
+        yield _check_template(Template(template_id, tuple(fields), n_scope, mapped), record_start)
         offset += 4 * n_total
 
 
 def parse_ipfix_templates(
-    data: bytes, start: int, end: int, *, options: bool
+    data: bytes, start: int, end: int, *, options: bool, mapped: frozenset[int] = frozenset()
 ) -> Iterator[Template | Withdrawal]:
     """Template records of one IPFIX template set (id 2) or options template set (id 3)
     (RFC 7011 §3.4.1-§3.4.2), including withdrawals; as ``parse_v9_templates``."""
@@ -202,7 +220,7 @@ def parse_ipfix_templates(
                 element_id &= 0x7FFF
                 offset += 4
             fields.append(TemplateField(element_id, length, enterprise))
-        yield _check_template(Template(template_id, tuple(fields), n_scope), record_start)
+        yield _check_template(Template(template_id, tuple(fields), n_scope, mapped), record_start)
 
 
 class TemplateCache:
@@ -267,6 +285,12 @@ class TemplateCache:
             self.sampler_rates[key] = rate
             self.version += 1
 
+    def only_sampler_rate(self, domain: DomainKey) -> int:
+        """The rate of the domain's selectors when they all have one rate, else 0 (a
+        record that names no selector is sampled by the one the domain announced)."""
+        rates = {r for k, r in self.sampler_rates.items() if k[:3] == domain}
+        return rates.pop() if len(rates) == 1 else 0
+
     def set_init_time(self, domain: DomainKey, init_ms: int) -> None:
         if self.init_times_ms.get(domain) != init_ms:
             self.init_times_ms[domain] = init_ms
@@ -291,9 +315,10 @@ class TemplateCache:
         }
         return json.dumps(state, separators=(",", ":")).encode()
 
-    def load_bytes(self, raw: bytes) -> None:
+    def load_bytes(self, raw: bytes, *, mapped: frozenset[int] = frozenset()) -> None:
         """Replace the state with a ``to_bytes`` snapshot; raises ``DecodeError`` if it is
-        not one (the caller decides whether to start empty)."""
+        not one (the caller decides whether to start empty). Templates are rebuilt with
+        the decoder's current ``mapped`` elements (the scheme may have changed)."""
         try:
             state = json.loads(raw)
             if state.get("format") != self.FORMAT:
@@ -304,7 +329,7 @@ class TemplateCache:
                 e, v, d, i = item["key"]
                 key = (str(e), int(v), int(d), int(i))
                 fields = tuple(TemplateField(int(a), int(b), int(c)) for a, b, c in item["fields"])
-                templates[key] = Template(int(item["id"]), fields, int(item["scope_count"]))
+                templates[key] = Template(int(item["id"]), fields, int(item["scope_count"]), mapped)
                 last_seen[key] = float(item["last_seen"])
             domain_rates = {
                 (str(e), int(v), int(d)): int(r) for e, v, d, r in state["domain_rates"]
