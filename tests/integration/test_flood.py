@@ -115,6 +115,8 @@ def test_a_flood_of_junk_stalls_nothing(tmp_path):
         _wait(lambda: run.source_status("nf")["records"] == 600, 20, "the valid flows")
         _wait(lambda: run.source_status("fw")["records"] == 150, 20, "the valid lines")
         statuses = {name: run.source_status(name) for name in ("nf", "bras", "fw")}
+        code, metrics, _ = run.call("GET", "/metrics")
+        assert code == 200
         run.stop()
 
     def rows(sql: str) -> list[dict[str, object]]:
@@ -159,6 +161,10 @@ def test_a_flood_of_junk_stalls_nothing(tmp_path):
             assert quarantine["stored"].get(reason, 0) == stored[(name, reason)], name
             assert quarantine["counted_only"].get(reason, 0) == sent - stored[(name, reason)]
             assert statuses[name]["dropped"][reason] == sent, (name, reason)
+        counted = quarantine["counted_only"].get("truncated", 0)
+        if name == "nf":  # the same counts in /metrics
+            line = 'netdistill_source_quarantine_counted_only_total{reason="truncated",source="nf"}'
+            assert f"{line} {float(counted)}" in metrics.decode()
     for reason in ("bad_authenticator", "wrong_code"):  # counted, never kept
         assert statuses["bras"]["dropped"][reason] == rad_junk.expected[reason]
 
