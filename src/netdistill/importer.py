@@ -3,7 +3,8 @@ as live data.
 
 Log files (``--format squid``, or ``--config F --source NAME`` naming a ``type: file``
 source) are cut into lines and parsed by the same ``FileSource`` code as a live tail;
-bad lines go to the quarantine as ``path:line``.
+bad lines go to the quarantine as ``path:line`` (payloads cut as live, no rate cap unless
+the scheme entry of the source sets one).
 
 Files are read in the order given (template files before data files), in batches of
 datagrams; each datagram goes to the NetFlow/IPFIX or the sFlow v5 decoder by its first
@@ -26,6 +27,7 @@ from netdistill.sources.base import SourceContext, build_source
 from netdistill.sources.netflow.config import NetflowSourceConfig
 from netdistill.sources.netflow.listener import NetflowSource
 from netdistill.sources.pcap import PcapReader, datagram_protocol
+from netdistill.sources.quarantine import UNLIMITED
 from netdistill.sources.sflow.config import SflowSourceConfig
 from netdistill.sources.sflow.listener import SflowSource
 
@@ -100,7 +102,7 @@ def _import_captures(
                 assert isinstance(source, NetflowSource)  # a netflow entry builds one
                 _ensure_fields(store, source)  # biflow_reverse, mapped elements, NAT
             sources[protocol] = source
-            pipelines[protocol] = Pipeline([source], store, gatherer="import")
+            pipelines[protocol] = Pipeline([source], store, gatherer="import", quarantine=UNLIMITED)
         return source, pipelines[protocol]
 
     quarantined = 0
@@ -219,7 +221,7 @@ def _import_log_files(
     source = build_source(config, SourceContext())
     assert isinstance(source, FileSource)  # a file entry builds one
     _ensure_fields(store, source)
-    pipeline = Pipeline([source], store, gatherer="import")
+    pipeline = Pipeline([source], store, gatherer="import", quarantine=UNLIMITED)
     quarantined = 0
     done_bytes = 0
     with _progress(console) as progress:

@@ -41,9 +41,7 @@ CITY = {
     ),
     "192.0.2.0/24": city(None, registered=JP, continent="AS"),
     "2001:db8::/32": city(US, continent="NA", location=(37.751, -97.822, "America/Chicago")),
-    "2001:db8:1::/48": city(
-        CA, "Toronto", continent="NA", region=("ON", "Ontario"), postal="M5H"
-    ),
+    "2001:db8:1::/48": city(CA, "Toronto", continent="NA", region=("ON", "Ontario"), postal="M5H"),
 }
 ASN = {
     "10.0.0.0/8": asn(64500, "Example Backbone"),
@@ -230,9 +228,7 @@ def test_ipv4_only_file_answers_ipv6_as_a_miss(tmp_path):
 
 
 def test_warm_cache_is_bounded_and_answers_stay_exact(files):
-    config = GeoIPConfig(
-        name="G", type="geoip", database=str(files[0]), cache={"size": 4}
-    )
+    config = GeoIPConfig(name="G", type="geoip", database=str(files[0]), cache={"size": 4})
     geo = GeoIP(config)
     addresses = list(EXPECTED)
     for start in range(0, 3 * len(addresses), 3):  # sliding windows over the addresses
@@ -288,7 +284,10 @@ def test_reload_while_a_procedure_runs(files, tmp_path):
         """Which file each function's answers came from: one call answers from one file,
         the two functions of a batch may straddle a swap."""
         for country_from, city_from, name in [
-            (old, old, "old"), (new, new, "new"), (old, new, "mixed"), (new, old, "mixed")
+            (old, old, "old"),
+            (new, new, "new"),
+            (old, new, "mixed"),
+            (new, old, "mixed"),
         ]:
             try:
                 check_rows(out, addresses, country_from, city_from)
@@ -362,8 +361,9 @@ def test_builder_offers_the_geo_functions(files):
     catalogue = catalogue_of(scheme.lookups)
     fields = field_types(scheme.procedures[0].add_fields)
     first = options("src_as", "", fields, catalogue)
-    assert "ASN.Origin(ip:ip) → (asn:uint32, as_organization:string, network:string)" in (
-        first["continue"]
+    assert (
+        "ASN.Origin(ip:ip) → (asn:uint32, as_organization:string, network:string)"
+        in (first["continue"])
     )
     end = options("src_as", "ASN.Origin(src_ip)", fields, catalogue)["end"]
     assert end == [

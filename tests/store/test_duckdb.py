@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from netdistill.errors import FieldError, QueryRefusedError, StoreError
 from netdistill.records.batch import Quarantined
 from netdistill.records.ip import ipv4_to_text
+from netdistill.records.quarantine import quarantine_table
 from netdistill.records.schema import SOURCE_SCHEMA, conform
 from netdistill.store.duckdb import DuckDBStore
 
@@ -181,3 +183,55 @@ def test_read_only_open_and_lock_errors(tmp_path, store):
     with pytest.raises(StoreError, match="nothing has been collected"):
         DuckDBStore(tmp_path / "absent.duckdb", read_only=True)
     assert SOURCE_SCHEMA.names[0] == "start_time"
+
+
+def test_quarantine_is_one_columnar_insert_idempotent_per_origin(store):
+    items = [
+        Quarantined(
+            "nf",
+            "192.0.2.1",
+            1_700_000_000.0 + i,
+            "malformed",
+            "x",
+            bytes([i % 256]) * 9,
+            offset=i,
+            location=f"p:{i}",
+            payload_length=9,
+        )
+        for i in range(5_000)
+    ]
+    assert store.commit_quarantine(items, origin="g/nf#quarantine", sequence=3) == 5_000
+    assert store.commit_quarantine(items, origin="g/nf#quarantine", sequence=3) == 0  # resent
+    assert store.commit_quarantine(quarantine_table(items[:2])) == 2  # a table goes as it is
+    assert store.query(
+        'select count(*) n, sum("offset") o, min(received_at) t, count(distinct location) l,'
+        " sum(payload_length) s from quarantine"
+    ).to_pylist() == [
+        {
+            "n": 5_002,
+            "o": sum(range(5_000)) + 1,
+            "t": dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=dt.UTC),
+            "l": 5_000,
+            "s": 9 * 5_002,
+        }
+    ]
+    assert store.last_sequence("g/nf#quarantine") == 3
+
+
+def test_an_old_store_gets_payload_length_from_its_payloads(tmp_path):
+    path = tmp_path / "old.duckdb"
+    conn = duckdb.connect(str(path))
+    conn.execute(
+        "CREATE TABLE quarantine (received_at TIMESTAMPTZ, source VARCHAR, exporter VARCHAR,"
+        ' reason VARCHAR, detail VARCHAR, "offset" INTEGER, payload BLOB, location VARCHAR)'
+    )
+    conn.execute("INSERT INTO quarantine (source, payload) VALUES ('fw', 'abcdef'::BLOB)")
+    conn.close()
+    store = DuckDBStore(path)
+    assert store.query("select source, payload_length from quarantine").to_pylist() == [
+        {"source": "fw", "payload_length": 6}
+    ]
+    store.close()
+    again = DuckDBStore(path)  # opening again changes nothing
+    assert again.query("select count(*) n from quarantine").to_pylist() == [{"n": 1}]
+    again.close()

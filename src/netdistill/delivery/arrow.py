@@ -3,18 +3,18 @@
 ``table_to_ipc``/``ipc_to_table`` carry query results and commits over the manager's
 API (types such as timestamps and unsigned ints survive the trip); the quarantine
 conversions carry quarantined input in a spool entry (kind ``QUARANTINE``) and over
-``POST /api/quarantine``. Moved here unchanged from ``manager/api.py`` so that the
-gatherer does not import the manager.
+``POST /api/quarantine`` (their columns: ``records/quarantine.py``). Moved here from
+``manager/api.py`` so that the gatherer does not import the manager.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import pyarrow as pa
 
 from netdistill.records.batch import Quarantined
+from netdistill.records.quarantine import quarantine_items, quarantine_table
 
 
 def table_to_ipc(table: pa.Table) -> bytes:
@@ -29,26 +29,12 @@ def ipc_to_table(data: bytes) -> pa.Table:
 
 
 def quarantine_to_table(items: Sequence[Quarantined]) -> pa.Table:
-    names = [f.name for f in dataclasses.fields(Quarantined)]
-    return pa.Table.from_pylist(
-        [dataclasses.asdict(q) for q in items],
-        schema=pa.schema(
-            [
-                (
-                    n,
-                    pa.binary()
-                    if n == "payload"
-                    else pa.float64()
-                    if n == "received_at"
-                    else pa.int64()
-                    if n == "offset"
-                    else pa.string(),
-                )
-                for n in names
-            ]
-        ),
-    )
+    """Quarantine items as one table (``records/quarantine.py``'s ``QUARANTINE_SCHEMA``,
+    ``payload_length`` included)."""
+    return quarantine_table(items)
 
 
 def quarantine_from_table(table: pa.Table) -> list[Quarantined]:
-    return [Quarantined(**row) for row in table.to_pylist()]
+    """The items of a quarantine table; columns this version does not know are ignored,
+    missing ones take their defaults (gatherers older or newer than the manager)."""
+    return quarantine_items(table)

@@ -2,11 +2,24 @@
 to the sink — a remote gatherer's spool (``gatherer/main.py``), or the store itself for
 the sources a manager runs (``manager/serve.py``, ``manager/local.py``, the importer).
 
-One thread runs the loop, so sources and the sink are never called concurrently. A
-batch is handed to the sink with a per-origin sequence number (origin =
-``gatherer/source``); the sink's commit is idempotent on it. The loop wakes every
-``interval_s`` or as soon as a source has ``max_datagrams`` waiting, so at high rates
+Each source has its own loop thread (``start``), so one source's work — decoding a
+flood of junk, storing its quarantine — never delays another's answers: a RADIUS
+request is answered after its own batch's commit, not after a NetFlow source's. A
+source is polled by one thread at a time (its loop, or ``step``/``change_sources``
+under its lock); the sink is called from several threads and must be thread-safe (the
+DuckDB store and the spool hold a lock per write; the write lock is held for one
+batch's commit only). ``process`` (the enhancer) is called under one lock.
+
+A batch is handed to the sink with a per-origin sequence number (origin =
+``gatherer/source``); the sink's commit is idempotent on it. Each loop wakes every
+``interval_s`` or as soon as its source has ``max_datagrams`` waiting, so at high rates
 batches are large (cheap per record) and at low rates latency stays under the interval.
+
+Per batch, in order: the records are committed; the result's ``after_commit`` steps run
+(answers to devices, file offsets); then the quarantine — the items the source's
+``QuarantineGate`` admits (payloads cut, rows within the source's rate), in one
+columnar write. So bad input never delays good input's answer, and a flood costs the
+store at most the cap (``sources/quarantine.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +35,7 @@ import pyarrow as pa
 from netdistill.records.batch import DecodeResult, Quarantined
 from netdistill.records.schema import with_constant
 from netdistill.sources.base import PolledSource
+from netdistill.sources.quarantine import QuarantineGate, QuarantineLimits
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +79,7 @@ class Pipeline:
         interval_s: float = 0.5,
         max_datagrams: int = 20_000,
         process: RecordProcess | None = None,
+        quarantine: QuarantineLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sources = list(sources)
@@ -74,14 +89,25 @@ class Pipeline:
         self.gatherer = gatherer
         self.interval_s = interval_s
         self.max_datagrams = max_datagrams
+        #: the manager-wide quarantine limits; a source's ``quarantine`` block overrides
+        self.quarantine = quarantine or QuarantineLimits()
         self._clock = clock
         self._sequences = {s.name: sink.last_sequence(self._origin(s)) for s in self.sources}
         self._failed: dict[str, DecodeResult] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        #: held by each step and by ``change_sources``: a live scheme change happens
-        #: between two steps, never in the middle of a batch
+        self._gates = {s.name: self._gate(s) for s in self.sources}
+        #: admitted quarantine items not yet written (a failed write is retried)
+        self._quarantine_due: dict[str, list[Quarantined]] = {}
+        self._threads: dict[str, tuple[threading.Thread, threading.Event]] = {}
+        self._started = False
+        #: per source: held by each of its steps, so a live scheme change stops a source
+        #: between two of its batches, never in the middle of one
+        self._source_locks: dict[str, threading.RLock] = {
+            s.name: threading.RLock() for s in self.sources
+        }
+        #: held while the source list changes
         self._step_lock = threading.RLock()
+        self._process_lock = threading.Lock()
+        self._counts_lock = threading.Lock()
         self.committed_records = 0
         self.committed_batches = 0
         self.errors = 0
@@ -90,31 +116,52 @@ class Pipeline:
     def _origin(self, source: PolledSource) -> str:
         return f"{self.gatherer}/{source.name}"
 
+    def _gate(self, source: PolledSource) -> QuarantineGate:
+        own = getattr(getattr(source, "config", None), "quarantine", None)
+        limits = self.quarantine.merged(own if isinstance(own, QuarantineLimits) else None)
+        return QuarantineGate(limits, clock=self._clock)
+
+    def _lock_of(self, source: PolledSource) -> threading.RLock:
+        return self._source_locks.setdefault(source.name, threading.RLock())
+
     def handle(self, source: PolledSource, result: DecodeResult) -> int:
         """Commit one decode result of ``source``; returns the records committed.
 
-        Records first, then the quarantine, then the result's ``after_commit`` callbacks
-        (answers to devices, file offsets); each part is cleared from ``result`` once it
-        is done, so a ``result`` whose commit raised can be handed in again and nothing
-        is committed or answered twice."""
+        Records first, then the result's ``after_commit`` callbacks (answers to devices,
+        file offsets), then the quarantine through the source's gate; each part is
+        cleared from ``result`` once it is done, so a ``result`` whose commit raised can
+        be handed in again and nothing is committed, answered or counted twice."""
         n = 0
         if result.records.num_rows:
             records = with_constant(result.records, "gatherer", self.gatherer)
-            if self.process is not None:
-                records = self.process(source.name, records)
+            process = self.process
+            if process is not None:
+                with self._process_lock:
+                    records = process(source.name, records)
             sequence = self._sequences[source.name] + 1
             n = self.sink.commit(records, origin=self._origin(source), sequence=sequence)
             self._sequences[source.name] = sequence
-            if self.process is not None:  # filters count drops of committed batches only
-                self.process.committed(source.name)
+            if process is not None:  # filters count drops of committed batches only
+                with self._process_lock:
+                    process.committed(source.name)
             result.records = result.records.slice(0, 0)
-            self.committed_records += n
-            self.committed_batches += 1
-        if result.quarantined:
-            self.sink.commit_quarantine(result.quarantined)
-            result.quarantined = []
+            with self._counts_lock:
+                self.committed_records += n
+                self.committed_batches += 1
         while result.after_commit:
             result.after_commit.pop(0)()
+        if result.quarantined:
+            gate = self._gates.get(source.name)
+            if gate is None:
+                gate = self._gates[source.name] = self._gate(source)
+            admitted = gate.admit(result.quarantined)
+            result.quarantined = []
+            if admitted:
+                self._quarantine_due.setdefault(source.name, []).extend(admitted)
+        due = self._quarantine_due.get(source.name)
+        if due:
+            self.sink.commit_quarantine(due)
+            del self._quarantine_due[source.name]
         return n
 
     def step(self) -> int:
@@ -124,48 +171,64 @@ class Pipeline:
         at the next step before anything new is polled from that source: meanwhile its
         datagrams wait in the receive queue, whose bound is counted, never silent."""
         with self._step_lock:
-            return self._step()
+            sources = list(self.sources)
+        return sum(self._step_source(source) for source in sources)
 
-    def _step(self) -> int:
-        total = 0
-        for source in self.sources:
+    def _step_source(self, source: PolledSource) -> int:
+        with self._lock_of(source):
             result = self._failed.pop(source.name, None)
             try:
                 if result is None:
                     result = source.poll(self.max_datagrams)
-                total += self.handle(source, result)
+                return self.handle(source, result)
             except Exception as exc:  # keep collecting; the status shows the error
                 if result is not None:
                     self._failed[source.name] = result
-                self.errors += 1
-                self.last_error = f"{source.name}: {exc}"
+                with self._counts_lock:
+                    self.errors += 1
+                    self.last_error = f"{source.name}: {exc}"
                 log.exception("committing a batch of %s failed; will retry", source.name)
-        return total
+                return 0
 
     def start(self) -> None:
         for source in self.sources:
             source.start()
-        self._thread = threading.Thread(target=self._loop, name="pipeline", daemon=True)
-        self._thread.start()
+        self._started = True
+        for source in self.sources:
+            self._start_loop(source)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
+    def _start_loop(self, source: PolledSource) -> None:
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self._loop, args=(source, stop), name=f"pipeline-{source.name}", daemon=True
+        )
+        self._threads[source.name] = (thread, stop)
+        thread.start()
+
+    def _loop(self, source: PolledSource, stop: threading.Event) -> None:
+        while not stop.is_set():
             started = self._clock()
-            self.step()
-            # Sleep until the interval is over, waking early when a source is full.
-            while not self._stop.is_set():
+            self._step_source(source)
+            # Sleep until the interval is over, waking early when the source is full.
+            while not stop.is_set():
                 left = self.interval_s - (self._clock() - started)
-                if left <= 0 or any(s.pending() >= self.max_datagrams for s in self.sources):
+                if left <= 0 or source.pending() >= self.max_datagrams:
                     break
-                self._stop.wait(min(left, 0.02))
+                stop.wait(min(left, 0.02))
+
+    def _stop_loop(self, name: str) -> None:
+        entry = self._threads.pop(name, None)
+        if entry is not None:
+            thread, stop = entry
+            stop.set()
+            thread.join()
 
     def stop(self) -> None:
         """Stop receiving, then commit everything that was received: nothing is lost."""
         for source in self.sources:
             source.stop()
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        for name in list(self._threads):
+            self._stop_loop(name)
         for source in self.sources:
             self._drain(source)
 
@@ -180,15 +243,32 @@ class Pipeline:
         the other sources keep running."""
         with self._step_lock:
             for source in [s for s in self.sources if s.name in set(remove)]:
-                source.stop()
-                self._drain(source)
+                self._stop_loop(source.name)
+                with self._lock_of(source):
+                    source.stop()
+                    self._drain(source)
                 self.sources = [s for s in self.sources if s is not source]
                 self._sequences.pop(source.name, None)
-            self.process = process
+                self._gates.pop(source.name, None)
+                self._source_locks.pop(source.name, None)
+            with self._process_lock:
+                self.process = process
             for source in add:
                 self._sequences[source.name] = self.sink.last_sequence(self._origin(source))
+                self._gates[source.name] = self._gate(source)
                 source.start()
                 self.sources = [*self.sources, source]
+                if self._started:
+                    self._start_loop(source)
+
+    def configure_quarantine(self, limits: QuarantineLimits) -> None:
+        """New manager-wide quarantine limits (a live scheme change); counts are kept."""
+        self.quarantine = limits
+        for source in list(self.sources):
+            gate = self._gates.get(source.name)
+            if gate is not None:
+                own = getattr(getattr(source, "config", None), "quarantine", None)
+                gate.configure(limits.merged(own if isinstance(own, QuarantineLimits) else None))
 
     def _drain(self, source: PolledSource) -> None:
         failed = self._failed.pop(source.name, None)
@@ -199,13 +279,20 @@ class Pipeline:
         self.handle(source, source.flush())
 
     def status(self) -> dict[str, object]:
+        sources = []
+        for source in list(self.sources):
+            item = dict(source.status())
+            gate = self._gates.get(source.name)
+            if gate is not None:
+                item["quarantine"] = gate.status()
+            sources.append(item)
         return {
             "gatherer": self.gatherer,
             "committed_records": self.committed_records,
             "committed_batches": self.committed_batches,
             "errors": self.errors,
             "last_error": self.last_error,
-            "sources": [s.status() for s in self.sources],
+            "sources": sources,
             "lookups": self.process.status() if self.process is not None else [],
             "filters": self.process.filter_status() if self.process is not None else [],
         }

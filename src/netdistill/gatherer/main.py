@@ -41,6 +41,7 @@ from netdistill.records.fields import STANDARD_FIELDS
 from netdistill.scheme.diff import NamedDiff
 from netdistill.scheme.models import SourceConfig
 from netdistill.sources.base import SourceContext, build_source
+from netdistill.sources.quarantine import QuarantineLimits
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +252,10 @@ class Gatherer:
                 for source in pipeline.sources:
                     self.totals.stopped(source.name, source.counters)
                 log.warning("source %s stopped (plan %s)", name, plan.get("version"))
+            # manager.quarantine: the cap applies here, before the spool
+            quarantine = QuarantineLimits.model_validate(settings.get("quarantine") or {})
+            for _, running_pipeline in self.pipelines.values():
+                running_pipeline.configure_quarantine(quarantine)
             for raw, _ in diff.to_start:
                 name = raw["name"]
                 config = self._source_adapter.validate_python(raw)
@@ -266,6 +271,7 @@ class Gatherer:
                     interval_s=float(settings.get("commit_interval_s", 0.5)),
                     max_datagrams=int(settings.get("max_batch_datagrams", 20_000)),
                     process=source_filters(filters[name]),
+                    quarantine=quarantine,
                 )
                 pipeline.start()
                 self.pipelines[name] = ((raw, filters[name]), pipeline)

@@ -34,6 +34,7 @@ from netdistill.delivery.arrow import (
     table_to_ipc,
 )
 from netdistill.errors import NetdistillError
+from netdistill.records.quarantine import conform_quarantine
 from netdistill.store import Store
 from netdistill.store.sandbox import QueryLimits, QueryRun
 
@@ -81,6 +82,7 @@ def create_app(
     guarded: Sequence[APIRouter] = (),
     access: Callable[[Request], Any] | None = None,
     query_limits: Callable[[], QueryLimits] = QueryLimits,
+    quarantine_payload_bytes: Callable[[], int] = lambda: 2048,
 ) -> FastAPI:
     app = FastAPI(title="netdistill manager", version=__version__, docs_url=None, redoc_url=None)
     app.state.audit = None  # the console's audit log, once mounted
@@ -132,8 +134,9 @@ def create_app(
 
     @app.post("/api/quarantine", dependencies=guard)
     async def post_quarantine(request: Request) -> dict[str, int]:
-        items = quarantine_from_table(body_table(await request.body()))
-        return {"rows": store.commit_quarantine(items)}
+        table = body_table(await request.body())  # payloads cut as the gate cuts them
+        cut = conform_quarantine(table, quarantine_payload_bytes())
+        return {"rows": store.commit_quarantine(cut)}
 
     @app.get("/api/quarantine", dependencies=guard)
     def get_quarantine(source: str | None = None, limit: int = 100) -> dict[str, Any]:
@@ -148,7 +151,8 @@ def create_app(
         ).to_pylist()
         items = store.query(
             'SELECT received_at, source, exporter, reason, detail, location, "offset", '
-            f"octet_length(payload) AS payload_bytes, payload FROM quarantine {where} "
+            "octet_length(payload) AS payload_bytes, payload_length, payload "
+            f"FROM quarantine {where} "
             f"ORDER BY received_at DESC LIMIT {max(0, min(int(limit), 10_000))}",
             params,
         ).to_pylist()

@@ -19,8 +19,9 @@ committed first).
 
 Quarantine entries are made idempotent with a marker commit on the origin
 ``G/source#quarantine``: the items are inserted only when that (origin, seq) was not
-committed before. The store commits the items and the marker in two transactions, so a
-manager crash exactly between them can insert one quarantine batch twice (records never).
+committed before, in the same transaction as the marker, with one columnar insert. The
+gatherer's quarantine gate has capped them already (``sources/quarantine.py``); here
+payloads are cut again to ``quarantine_payload_bytes``, for gatherers that predate it.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from netdistill.delivery.ack import refusal_answer
-from netdistill.delivery.arrow import quarantine_from_table
 from netdistill.delivery.entry import QUARANTINE, RECORDS
 from netdistill.delivery.wire import decode_records, decode_table, unpack_entries
 from netdistill.errors import BatchRefused
 from netdistill.manager.auth import GathererAuth
+from netdistill.records.quarantine import conform_quarantine
 from netdistill.store import Store
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,15 @@ class Ingest:
     aside) and still committed once."""
 
     def __init__(
-        self, store: Store, process: Callable[[str, pa.Table], pa.Table] | None = None
+        self,
+        store: Store,
+        process: Callable[[str, pa.Table], pa.Table] | None = None,
+        *,
+        quarantine_payload_bytes: int = 2048,
     ) -> None:
         self.store = store
         self.process = process
+        self.quarantine_payload_bytes = quarantine_payload_bytes
         self._lock = threading.Lock()  # one gatherer request commits at a time, in order
         self.batches: dict[str, int] = {}
         self.records: dict[str, int] = {}
@@ -143,14 +149,11 @@ class Ingest:
             except pa.ArrowInvalid as exc:
                 raise BatchRefused(f"entry {seq}: the payload is not an Arrow IPC stream: {exc}",
                               seq=seq) from None  # fmt: skip
-            marker = f"{origin}#quarantine"
-            done = self.store.query(
-                "SELECT count(*) AS n FROM _commits WHERE origin = $o AND sequence = $s",
-                {"o": marker, "s": seq},
+            self.store.commit_quarantine(
+                conform_quarantine(table, self.quarantine_payload_bytes),
+                origin=f"{origin}#quarantine",
+                sequence=seq,
             )
-            if done.column("n")[0].as_py() == 0:
-                self.store.commit_quarantine(quarantine_from_table(table))
-                self.store.commit(pa.table({}), origin=marker, sequence=seq)
             return 0
         raise BatchRefused(f"entry {seq}: unknown entry kind {kind}", seq=seq)
 

@@ -68,6 +68,7 @@ class LocalSystem:
             interval_s=config.commit_interval_s,
             max_datagrams=config.max_batch_datagrams,
             process=enhancer,
+            quarantine=config.quarantine,
         )
         stages = StageRunner.for_scheme(self.store, self.scheme, self.data_dir, enhancer)
         self.enhancer = enhancer
@@ -142,6 +143,7 @@ class LocalSystem:
             stages = StageRunner.for_scheme(self.store, new, self.data_dir, enhancer)
         self.pipeline.interval_s = new.manager.commit_interval_s
         self.pipeline.max_datagrams = new.manager.max_batch_datagrams
+        self.pipeline.configure_quarantine(new.manager.quarantine)
         self.manager.reconfigure(new.manager, stages)  # stops the old runner
         if previous is not None:  # nothing uses the old lookups any more
             previous.close()

@@ -139,6 +139,7 @@ class Manager:
             self.store,
             token=self.token,
             status=self.status,
+            quarantine_payload_bytes=lambda: self.config.quarantine.payload_bytes,
             routers=[*self.routers, self.monitor.heartbeat_router()],
             guarded=[
                 self.monitor.router(),

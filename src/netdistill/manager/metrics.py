@@ -19,16 +19,22 @@ netdistill_gatherer_errors_total                counter  gatherer
 netdistill_gatherer_source_records_total        counter  gatherer, source
 netdistill_gatherer_source_records_per_second   gauge    gatherer, source
 netdistill_gatherer_dropped_total               counter  gatherer, source, reason
+netdistill_gatherer_quarantined_total           counter  gatherer, source, reason
+netdistill_gatherer_quarantine_counted_only_total counter gatherer, source, reason
 netdistill_manager_commits_total                counter
 netdistill_manager_committed_records_total      counter
 netdistill_source_datagrams_total               counter  source  (the local pipeline)
 netdistill_source_records_total                 counter  source
 netdistill_source_dropped_total                 counter  source, reason
+netdistill_source_quarantined_total             counter  source, reason
+netdistill_source_quarantine_counted_only_total counter  source, reason
 netdistill_alerts_open                          gauge
 netdistill_window_last_closed_start_seconds     gauge
 ==============================================  =======  ===============================
 
-Spool drops are reported with ``source="spool"``.
+Spool drops are reported with ``source="spool"``. ``quarantined`` counts the bad inputs
+stored in the quarantine, ``quarantine_counted_only`` those past the source's quarantine
+cap, only counted (``sources/quarantine.py``); both by the reason they were rejected for.
 """
 
 from __future__ import annotations
@@ -82,6 +88,7 @@ def families(
     dropped = CounterMetricFamily(
         G + "dropped", "inputs it could not use", labels=["gatherer", "source", "reason"]
     )
+    g_quarantine = _quarantine_families(G, ["gatherer", "source", "reason"])
     for name, silent, last_seen, beat in gatherers:
         status_g: dict[str, Any] = beat.get("status") or {}
         up.add_metric([name], 0.0 if silent else 1.0)
@@ -102,12 +109,14 @@ def families(
                 src_records.add_metric([name, label], value)
             for reason, n in (source.get("dropped") or {}).items():
                 dropped.add_metric([name, label, str(reason)], float(n))
+            _add_quarantine(g_quarantine, [name, label], source)
         for reason, n in ((status_g.get("spool") or {}).get("dropped") or {}).items():
             dropped.add_metric([name, "spool", str(reason)], float(n))
         for label, rate in (beat.get("rates") or {}).items():
             src_rate.add_metric([name, str(label)], float(rate))
     yield from (up, seen, uptime, *spool.values(), records, errors, src_records, src_rate)
     yield dropped
+    yield from g_quarantine
 
     commits_total = CounterMetricFamily("netdistill_manager_commits", "batches committed")
     commits_total.add_metric([], float(commits["n"]))
@@ -126,6 +135,7 @@ def families(
         "inputs the local pipeline could not use",
         labels=["source", "reason"],
     )
+    local_quarantine = _quarantine_families("netdistill_source_", ["source", "reason"])
     for source in status.get("sources") or []:
         label = str(source.get("name", "?"))
         for counter, key in zip(local, ("datagrams", "records"), strict=True):
@@ -133,7 +143,8 @@ def families(
                 counter.add_metric([label], value)
         for reason, n in (source.get("dropped") or {}).items():
             local_dropped.add_metric([label, str(reason)], float(n))
-    yield from (*local, local_dropped)
+        _add_quarantine(local_quarantine, [label], source)
+    yield from (*local, local_dropped, *local_quarantine)
 
     alerts = GaugeMetricFamily("netdistill_alerts_open", "alerts raised and not yet cleared")
     alerts.add_metric([], float(open_alerts))
@@ -145,3 +156,25 @@ def families(
         )
         window.add_metric([], float(last))
         yield window
+
+
+def _quarantine_families(prefix: str, labels: list[str]) -> tuple[Metric, Metric]:
+    return (
+        CounterMetricFamily(
+            prefix + "quarantined", "bad inputs stored in the quarantine", labels=labels
+        ),
+        CounterMetricFamily(
+            prefix + "quarantine_counted_only",
+            "bad inputs past the quarantine cap: counted, not stored",
+            labels=labels,
+        ),
+    )
+
+
+def _add_quarantine(families: tuple[Metric, Metric], labels: list[str], source: Any) -> None:
+    """A source status's ``quarantine`` counts (``Pipeline.status``) into ``families``."""
+    quarantine = source.get("quarantine") or {}
+    for family, key in zip(families, ("stored", "counted_only"), strict=True):
+        for reason, n in (quarantine.get(key) or {}).items():
+            if (value := _num(n)) is not None:
+                family.add_metric([*labels, str(reason)], value)  # type: ignore[attr-defined]

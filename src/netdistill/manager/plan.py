@@ -139,18 +139,24 @@ class PlanService:
                 and stage.enabled
                 and stage.input in {s.name for s in sources}
             ],
-            "settings": config.model_dump(
-                mode="json",
-                include={
-                    "spool",
-                    "forward",
-                    "commit_interval_s",
-                    "max_batch_datagrams",
-                    "queue_datagrams",
-                },
-            )
-            if config is not None
-            else {},
+            "settings": {
+                **(
+                    config.model_dump(
+                        mode="json",
+                        include={
+                            "spool",
+                            "forward",
+                            "commit_interval_s",
+                            "max_batch_datagrams",
+                            "queue_datagrams",
+                        },
+                    )
+                    if config is not None
+                    else {}
+                ),
+                # the gatherer caps its sources' quarantine before spooling it
+                "quarantine": scheme.manager.quarantine.model_dump(mode="json"),
+            },
         }
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
         return {"version": digest[:16], **body}

@@ -61,7 +61,11 @@ class ManagerProcess:
         self.auth = GathererAuth(lambda: self.plan.scheme, self.scheme_path.parent)
         # procedures run here, on the manager, for every source (a gatherer's included)
         self.enhancer = build_enhancer(scheme, self.store)
-        self.ingest = Ingest(self.store, self.enhancer)
+        self.ingest = Ingest(
+            self.store,
+            self.enhancer,
+            quarantine_payload_bytes=scheme.manager.quarantine.payload_bytes,
+        )
         stages = StageRunner.for_scheme(self.store, scheme, self.data_dir, self.enhancer)
         self.manager = Manager(
             self.store, scheme.manager, data_dir=self.data_dir, status=self._status, stages=stages
@@ -105,6 +109,7 @@ class ManagerProcess:
             interval_s=config.commit_interval_s,
             max_datagrams=config.max_batch_datagrams,
             process=self.enhancer,
+            quarantine=config.quarantine,
         )
         self.local.start()
 
@@ -135,6 +140,8 @@ class ManagerProcess:
         if self.local is not None:
             self.local.interval_s = new.manager.commit_interval_s
             self.local.max_datagrams = new.manager.max_batch_datagrams
+            self.local.configure_quarantine(new.manager.quarantine)
+        self.ingest.quarantine_payload_bytes = new.manager.quarantine.payload_bytes
         self.manager.reconfigure(new.manager, stages)  # stops the old runner
         if flow and previous is not None:
             previous.close()

@@ -6,8 +6,9 @@ read ``FieldSpec``. They live here, beside the record schema, so that the store 
 imports a source package.
 
 Guarantees: ``Quarantined`` and ``FieldSpec`` are immutable values; a ``DecodeResult``'s
-``after_commit`` callbacks run once, in order, only after its records and quarantine are
-durably accepted by the sink.
+``after_commit`` callbacks run once, in order, only after its records are durably
+accepted by the sink, and before its quarantine is written (an answer never waits
+behind bad input).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class Quarantined:
     #: where the input came from, for people: ``/var/log/squid/access.log:1234`` for a
     #: line of a file, ``192.0.2.7:514`` for a syslog peer
     location: str = ""
+    #: the length ``payload`` had when it arrived; set when the quarantine gate cut it
+    #: to its ``payload_bytes`` (``sources/quarantine.py``), None before the gate
+    payload_length: int | None = None
 
 
 @dataclass(slots=True)
@@ -42,8 +46,9 @@ class DecodeResult:
 
     records: pa.Table
     quarantined: list[Quarantined] = field(default_factory=list)
-    #: called once, in order, after ``records`` and ``quarantined`` are durably accepted
-    #: by the sink (store or spool): e.g. RADIUS Accounting-Responses, tailer offsets
+    #: called once, in order, after ``records`` are durably accepted by the sink (store
+    #: or spool), before ``quarantined`` is written: e.g. RADIUS Accounting-Responses,
+    #: tailer offsets (so an answer never waits behind bad input)
     after_commit: list[Callable[[], None]] = field(default_factory=list)
 
 

@@ -16,6 +16,7 @@ from netdistill.manager.monitor import MonitorConfig
 from netdistill.manager.windows import WindowsConfig
 from netdistill.scheme.secrets import Secret
 from netdistill.sources.config import SourceConfigBase
+from netdistill.sources.quarantine import QuarantineLimits
 from netdistill.sources.registry import SOURCES
 from netdistill.stages.config import StagesSection, check_references
 from netdistill.store.sandbox import QueryLimits
@@ -47,6 +48,11 @@ class ManagerConfig(Model):
     )
     query: QueryLimits = Field(
         QueryLimits(), description="limits of SQL a person wrote (API, saved reports)"
+    )
+    quarantine: QuarantineLimits = Field(
+        QuarantineLimits(),
+        description="how much bad input each source may store (a source's own "
+        "quarantine block overrides keys); beyond it rejects are only counted",
     )
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from netdistill.sources.quarantine import QuarantineLimits
+
 
 class SourceConfigBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -15,3 +17,7 @@ class SourceConfigBase(BaseModel):
     type: str
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     gatherer: str = Field("local", description="the gatherer that runs this source")
+    quarantine: QuarantineLimits | None = Field(
+        None,
+        description="this source's quarantine limits: the keys given override manager.quarantine",
+    )

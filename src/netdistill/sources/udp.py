@@ -3,9 +3,11 @@
 The receive loop does nothing but receive and hand off: one blocking ``recvfrom`` per
 datagram, appended with its sender and arrival time to a bounded deque that the decode
 side drains in batches. A full deque is counted (``internal_queue_full``), never waited
-on, so the kernel buffer keeps draining. Datagrams the kernel itself dropped because the
-socket buffer overflowed are read from the kernel's own per-socket counter (the ``drops``
-column of ``/proc/net/udp`` and ``udp6``, matched by the socket's inode).
+on, so the kernel buffer keeps draining; with an ``AllowList`` a datagram from another
+sender is counted and dropped before it reaches the deque. Datagrams the kernel itself
+dropped because the socket buffer overflowed are read from the kernel's own per-socket
+counter (the ``drops`` column of ``/proc/net/udp`` and ``udp6``, matched by the socket's
+inode).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+from netdistill.sources.allow import AllowList
 from netdistill.sources.base import QUEUE_FULL
 
 log = logging.getLogger(__name__)
@@ -74,8 +77,11 @@ class UdpReceiver:
         on_drop: Callable[[str, int], None] | None = None,
         clock: Callable[[], float] = time.time,
         answering: bool = False,
+        allow: AllowList | None = None,
     ) -> None:
         self.addresses = addresses
+        #: senders outside it are refused here, before the queue (``sources/allow.py``)
+        self.allow = allow
         self.answering = answering
         self.receive_buffer_bytes = receive_buffer_bytes
         self.queue_limit = queue_limit
@@ -144,6 +150,8 @@ class UdpReceiver:
         index = self._sockets.index(sock)
         base = index * REPLY_SLOT_STRIDE if keep_peer else sock.getsockname()[1]
         recvfrom = sock.recvfrom
+        allow = self.allow
+        allows = allow.allows if allow is not None else None
         while True:
             try:
                 data, address = recvfrom(65535)
@@ -153,6 +161,9 @@ class UdpReceiver:
                 continue
             if stopping() and not data:
                 return
+            if allows is not None and not allows(address[0]):
+                allow.refuse(address[0])  # type: ignore[union-attr]
+                continue
             if len(queue) >= limit:
                 self.queue_full_drops += 1
                 self._on_drop(QUEUE_FULL, 1)

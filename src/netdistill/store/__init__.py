@@ -36,7 +36,16 @@ class Store(Protocol):
         """Insert ``batch`` (source schema; record_id and ingested_at are stamped here).
         Returns the number of rows inserted: 0 when (origin, sequence) was committed before."""
 
-    def commit_quarantine(self, items: Sequence[Quarantined]) -> int: ...
+    def commit_quarantine(
+        self,
+        items: Sequence[Quarantined] | pa.Table,
+        *,
+        origin: str | None = None,
+        sequence: int | None = None,
+    ) -> int:
+        """Insert bad input set aside (items, or a table in ``QUARANTINE_SCHEMA``) in one
+        columnar insert; with ``origin``/``sequence`` idempotent like ``commit``. The
+        write lock is held for that one insert, never across batches."""
 
     def last_sequence(self, origin: str) -> int:
         """The highest sequence committed for ``origin`` (0 if none)."""

@@ -1,7 +1,8 @@
 """The embedded store: one DuckDB file in the data directory.
 
 Tables: ``records`` (the usage records, one column per registered field),
-``quarantine`` (inputs that could not be used, with the reason and place),
+``quarantine`` (inputs that could not be used, with the reason and place, the payload
+cut to the gate's ``payload_bytes`` and its whole length in ``payload_length``),
 ``_commits`` (origin, sequence) → rows, which makes ``commit`` idempotent, and
 ``_fields``, the persistent field registry (ids are never reused).
 
@@ -42,6 +43,7 @@ from netdistill.records.fields import (
     check_field_name,
     check_field_type,
 )
+from netdistill.records.quarantine import conform_quarantine, quarantine_table
 from netdistill.store import sandbox
 from netdistill.store.sandbox import QueryLimits, QueryRun
 
@@ -59,6 +61,13 @@ CREATE TABLE IF NOT EXISTS quarantine (
     received_at TIMESTAMPTZ, source VARCHAR, exporter VARCHAR, reason VARCHAR,
     detail VARCHAR, "offset" INTEGER, payload BLOB);
 ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS location VARCHAR;
+"""
+
+#: ``payload_length`` (the length a payload had before the quarantine gate cut it) came
+#: later: a store without it gets it, filled from the payloads it kept whole
+_ADD_PAYLOAD_LENGTH = """
+ALTER TABLE quarantine ADD COLUMN payload_length BIGINT;
+UPDATE quarantine SET payload_length = octet_length(payload);
 """
 
 
@@ -100,12 +109,23 @@ class DuckDBStore:
             raise StoreError(f"cannot open {self.path}: {exc}") from None
         if not read_only:
             self._conn.execute(_SCHEMA)
+            self._migrate_quarantine()
             self._init_fields()
         self.fields = self._load_fields()
         if not read_only:
             self._create_records()
         row = self._conn.execute("SELECT max(record_id) FROM records").fetchone()
         self._next_record_id = (row[0] or 0) + 1 if row else 1
+
+    def _migrate_quarantine(self) -> None:
+        columns = self._conn.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'quarantine'"
+            " AND schema_name = 'main'"
+        ).fetchall()
+        if ("payload_length",) not in columns:
+            self._conn.execute("BEGIN")
+            self._conn.execute(_ADD_PAYLOAD_LENGTH)
+            self._conn.execute("COMMIT")
 
     # --- field registry ------------------------------------------------------------------
 
@@ -336,29 +356,58 @@ class DuckDBStore:
         ).fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
-    def commit_quarantine(self, items: Sequence[Quarantined]) -> int:
-        if not items:
+    def commit_quarantine(
+        self,
+        items: Sequence[Quarantined] | pa.Table,
+        *,
+        origin: str | None = None,
+        sequence: int | None = None,
+    ) -> int:
+        """Insert quarantine items (``Quarantined`` values or a table in
+        ``QUARANTINE_SCHEMA``) with **one** columnar ``INSERT … SELECT`` in one
+        transaction: the store's lock is held for that insert only. With ``origin`` and
+        ``sequence`` the insert is idempotent like ``commit`` (a marker row in
+        ``_commits``, written in the same transaction): 0 when it was done before.
+
+        Payloads are stored as given: the cap is the caller's (the pipeline's
+        ``QuarantineGate``, the manager's ingest)."""
+        table = items if isinstance(items, pa.Table) else quarantine_table(items)
+        if not table.num_rows and origin is None:
             return 0
+        table = conform_quarantine(table)
         with self._lock:
             self._writable()
-            self._conn.executemany(
-                "INSERT INTO quarantine (received_at, source, exporter, reason, detail,"
-                ' "offset", payload, location) VALUES (to_timestamp(?), ?, ?, ?, ?, ?, ?, ?)',
-                [
-                    (
-                        q.received_at,
-                        q.source,
-                        q.exporter,
-                        q.reason,
-                        q.detail,
-                        q.offset,
-                        q.payload,
-                        q.location,
+            now = self._clock()
+            conn = self._conn
+            conn.execute("BEGIN")
+            try:
+                if origin is not None:
+                    done = conn.execute(
+                        "SELECT rows FROM _commits WHERE origin = ? AND sequence = ?",
+                        (origin, sequence),
+                    ).fetchone()
+                    if done is not None:
+                        conn.execute("ROLLBACK")
+                        return 0
+                if table.num_rows:
+                    conn.register("_quarantine", table)
+                    conn.execute(
+                        "INSERT INTO quarantine (received_at, source, exporter, reason, detail,"
+                        ' "offset", payload, location, payload_length) SELECT'
+                        " to_timestamp(received_at), source, exporter, reason, detail,"
+                        ' "offset", payload, location, payload_length FROM _quarantine'
                     )
-                    for q in items
-                ],
-            )
-            return len(items)
+                    conn.unregister("_quarantine")
+                if origin is not None:
+                    conn.execute(
+                        "INSERT INTO _commits VALUES (?, ?, ?, to_timestamp(?))",
+                        (origin, sequence, table.num_rows, now),
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return table.num_rows
 
     def age(self, retention_s: float) -> int:
         with self._lock:

@@ -9,6 +9,8 @@ Sample::
         default_sampling_rate: 1
         exporters:
           192.0.2.1: {sampling_rate: 1000}   # a router that never sends its rate
+          192.0.2.2: {}
+        allow_unknown: false                 # only these two: others are counted, dropped
         elements:                            # elements the decoder does not read itself
           - {enterprise: 9, id: 12232, field: vrf_name, type: string}
           - {id: 40000, field: nsel_user, type: string}   # a v9 field type
@@ -17,6 +19,11 @@ Sample::
 1-32767 with an enterprise number, RFC 7011 §3.2), a known type, a valid field name, and
 no clash — a field the decoder fills itself, a standard field of another type, one field
 mapped with two types, one element mapped twice to one field.
+
+With ``allow_unknown: false`` (or ``allowed_exporters``) the source takes data only from
+the ``exporters`` named and the ``allowed_exporters`` networks; a datagram from another
+address is dropped in the receive thread, before decode, and counted as
+``unknown_exporter`` (per address in the status). The default takes every exporter.
 """
 
 from __future__ import annotations
@@ -106,6 +113,9 @@ class NetflowSourceConfig(SourceConfigBase):
     receive_buffer_bytes: PositiveInt = 64 * 1024 * 1024
     default_sampling_rate: PositiveInt = 1
     exporters: dict[str, ExporterConfig] = Field(default_factory=dict)
+    allow_unknown: bool = Field(
+        True, description="false: only the exporters named here (and allowed_exporters)"
+    )
     allowed_exporters: list[str] | None = Field(
         None, description="networks allowed to send; others are dropped as unknown_exporter"
     )
@@ -205,3 +215,18 @@ class NetflowSourceConfig(SourceConfigBase):
             except ValueError:
                 raise ValueError(f"{key!r} is not an IP network") from None
         return value
+
+    @model_validator(mode="after")
+    def _check_allow_list(self) -> NetflowSourceConfig:
+        if not self.allow_unknown and not self.exporters and not self.allowed_exporters:
+            raise ValueError(
+                "allow_unknown is false but no exporters are named: nothing would be "
+                "accepted; name them under exporters (or allowed_exporters)"
+            )
+        return self
+
+    def allow_list(self) -> list[str] | None:
+        """The networks allowed to send, or None when every exporter is taken."""
+        if self.allow_unknown and self.allowed_exporters is None:
+            return None
+        return [*self.exporters, *(self.allowed_exporters or [])]

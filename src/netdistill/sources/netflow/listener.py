@@ -9,10 +9,11 @@ back at start, so a restart does not discard data until the exporters resend the
 
 from __future__ import annotations
 
-import ipaddress
+import dataclasses
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -20,6 +21,7 @@ from typing import ClassVar
 import pyarrow as pa
 
 from netdistill.records.batch import DecodeResult, FieldSpec, SourceCounters
+from netdistill.sources.allow import AllowList
 from netdistill.sources.base import UNKNOWN_EXPORTER, Datagram, SourceKind
 from netdistill.sources.listen import parse_listen_address
 from netdistill.sources.netflow.config import NetflowSourceConfig
@@ -65,24 +67,29 @@ class NetflowSource:
         self.fields = (*NETFLOW_FIELDS, *self.decoder.field_specs)
         self._load_templates()
         self._saved_version = self.decoder.template_version
-        self._allowed = (
-            [ipaddress.ip_network(n, strict=False) for n in config.allowed_exporters]
-            if config.allowed_exporters is not None
-            else None
-        )
-        self._allowed_cache: dict[str, bool] = {}
+        networks = config.allow_list()
+        #: who may send (None: everyone); refused in the receive thread, counted per address
+        self.allow = AllowList(networks) if networks is not None else None
         self.receiver = UdpReceiver(
             [parse_listen_address(a, default_port=2055) for a in config.listen],
             receive_buffer_bytes=config.receive_buffer_bytes,
             queue_limit=queue_limit,
             on_drop=self._count_drop,
             clock=clock,
+            allow=self.allow,
         )
         self._kernel_drops_at_start = 0
 
     @property
     def counters(self) -> SourceCounters:
-        return self.decoder.counters
+        """The decoder's counters, with the datagrams the allow list refused."""
+        counters = self.decoder.counters
+        refused = self.allow.refused_total if self.allow is not None else 0
+        if not refused:
+            return counters
+        dropped = Counter(counters.dropped)
+        dropped[UNKNOWN_EXPORTER] += refused
+        return dataclasses.replace(counters, dropped=dropped)
 
     def _count_drop(self, reason: str, n: int) -> None:
         self.decoder.counters.dropped[reason] += n
@@ -116,26 +123,11 @@ class NetflowSource:
     def bound(self) -> list[tuple[str, int]]:
         return self.receiver.bound
 
-    def _is_allowed(self, exporter: str) -> bool:
-        if self._allowed is None:
-            return True
-        known = self._allowed_cache.get(exporter)
-        if known is None:
-            address = ipaddress.ip_address(exporter)
-            known = any(address in network for network in self._allowed)
-            self._allowed_cache[exporter] = known
-        return known
-
     def poll(self, max_datagrams: int) -> DecodeResult:
         """Decode what has been received since the last poll (at most ``max_datagrams``),
         and release data that waited too long for its template."""
         received = self.receiver.drain(max_datagrams)
-        datagrams = []
-        for payload, exporter, at, port in received:
-            if self._allowed is not None and not self._is_allowed(exporter):
-                self._count_drop(UNKNOWN_EXPORTER, 1)
-                continue
-            datagrams.append(Datagram(exporter, payload, at, port))
+        datagrams = [Datagram(exp, payload, at, port) for payload, exp, at, port in received]
         now = self._clock()
         result = self.decoder.decode(datagrams, now=now) if datagrams else None
         expired = self.decoder.expire(now)
@@ -161,9 +153,12 @@ class NetflowSource:
     def decode_datagrams(self, datagrams: Sequence[Datagram]) -> DecodeResult:
         """Decode datagrams read from a file; data waiting for a template is held by the
         decoder, exactly as for live traffic (packet times drive the hold timer)."""
-        kept = [d for d in datagrams if self._is_allowed(d.exporter)]
-        if len(kept) < len(datagrams):
-            self._count_drop(UNKNOWN_EXPORTER, len(datagrams) - len(kept))
+        allow = self.allow
+        kept = list(datagrams)
+        if allow is not None:
+            kept = [d for d in datagrams if allow.allows(d.exporter)]
+            for refused in (d for d in datagrams if not allow.allows(d.exporter)):
+                allow.refuse(refused.exporter)
         if not kept:
             return _merge(None, None, schema=self.decoder.schema)
         now = max(d.received_at for d in kept)
@@ -182,6 +177,8 @@ class NetflowSource:
         counters["dropped"] = dropped
         counters["listening"] = [f"{h}:{p}" for h, p in self.bound]
         counters["queued"] = self.pending()
+        if self.allow is not None:
+            counters["unknown_exporters"] = self.allow.status()
         return {"name": self.name, "type": "netflow", **counters}
 
 

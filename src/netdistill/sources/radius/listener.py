@@ -13,16 +13,25 @@ datagram names the socket that received it and the peer's port.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
 from netdistill.records.batch import DecodeResult, FieldSpec, SourceCounters
+from netdistill.sources.allow import AllowList
 from netdistill.sources.base import Datagram, SourceKind
 from netdistill.sources.listen import parse_listen_address
-from netdistill.sources.radius.accounting import FIELDS, AccountingDecoder, ClientTable, Decoded
+from netdistill.sources.radius.accounting import (
+    FIELDS,
+    UNKNOWN_CLIENT,
+    AccountingDecoder,
+    ClientTable,
+    Decoded,
+)
 from netdistill.sources.radius.config import DEFAULT_PORT, RadiusSourceConfig
 from netdistill.sources.radius.sessions import AnsweredRequests, SessionTable, StateFile
 from netdistill.sources.udp import UdpReceiver
@@ -70,6 +79,9 @@ class RadiusSource:
             sessions=self.sessions,
             answered=self.answered,
         )
+        #: only configured clients: others are refused in the receive thread, before the
+        #: queue, and counted per address (``unknown_clients`` in the status)
+        self.allow = AllowList(config.clients)
         self.receiver = UdpReceiver(
             [parse_listen_address(a, default_port=DEFAULT_PORT) for a in config.listen],
             receive_buffer_bytes=config.receive_buffer_bytes,
@@ -77,6 +89,7 @@ class RadiusSource:
             on_drop=self._count_drop,
             clock=clock,
             answering=True,
+            allow=self.allow,
         )
         self._kernel_drops_at_start = 0
         self._expired_at = clock()
@@ -85,7 +98,16 @@ class RadiusSource:
 
     @property
     def counters(self) -> SourceCounters:
-        return self.decoder.counters
+        """The decoder's counters, with the datagrams of unknown clients refused before."""
+        counters = self.decoder.counters
+        refused = self.allow.refused_total
+        if not refused:
+            return counters
+        dropped = Counter(counters.dropped)
+        dropped[UNKNOWN_CLIENT] += refused
+        return dataclasses.replace(
+            counters, datagrams=counters.datagrams + refused, dropped=dropped
+        )
 
     def _count_drop(self, reason: str, n: int) -> None:
         self.decoder.counters.dropped[reason] += n
@@ -170,4 +192,5 @@ class RadiusSource:
         counters["send_errors"] = self.send_errors
         counters["sessions"] = len(self.sessions.sessions)
         counters["sessions_closed_by_nas"] = self.decoder.sessions_closed_by_nas
+        counters["unknown_clients"] = self.allow.status()
         return {"name": self.name, "type": "radius", **counters}
