@@ -179,6 +179,10 @@ class Manager:
             log_level="warning",
             access_log=False,
             lifespan="off",
+            # uvicorn believes X-Forwarded-* from 127.0.0.1 unless told otherwise: a local
+            # user could then pose as any address (login limits are per address)
+            proxy_headers=bool(self.config.trusted_proxies),
+            forwarded_allow_ips=list(self.config.trusted_proxies) or None,
             ssl_certfile=tls.cert if tls else None,
             ssl_keyfile=tls.key if tls else None,
             ssl_keyfile_password=(

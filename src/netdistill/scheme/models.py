@@ -6,9 +6,18 @@ its line number rather than a silently ignored setting.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 from netdistill.enhance.config import LookupsSection, ProceduresSection
 from netdistill.gatherer.config import GathererConfig, TlsConfig
@@ -43,6 +52,11 @@ class ManagerConfig(Model):
     windows: WindowsConfig = WindowsConfig()
     monitor: MonitorConfig = MonitorConfig()
     tls: TlsConfig | None = Field(None, description="serve the API over HTTPS")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses or networks of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed; none by default (the peer address is the client)",
+    )
     stages_interval_s: PositiveFloat = Field(
         1.0, description="how often the manager's stages (merge, aggregate …) run"
     )
@@ -54,6 +68,20 @@ class ManagerConfig(Model):
         description="how much bad input each source may store (a source's own "
         "quarantine block overrides keys); beyond it rejects are only counted",
     )
+
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {entry!r} is not an address or network "
+                    "(e.g. 127.0.0.1, 10.0.0.0/8, ::1)"
+                ) from None
+        return value
 
 
 class StoreConfig(Model):
