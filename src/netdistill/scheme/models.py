@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
+from netdistill.billing.config import RatingConfig
 from netdistill.enhance.config import LookupsSection, ProceduresSection
 from netdistill.gatherer.config import GathererConfig, TlsConfig
 from netdistill.manager.monitor import MonitorConfig
@@ -109,6 +110,7 @@ class Scheme(Model):
     # stages before procedures: a procedure's trigger may name a stage (output: records)
     stages: StagesSection = Field(default_factory=list)
     procedures: ProceduresSection = Field(default_factory=list)
+    rating: RatingConfig | None = Field(None, description="prices and invoices (docs/rating.md)")
 
     @model_validator(mode="after")
     def _unique_source_names(self) -> Scheme:
@@ -120,4 +122,6 @@ class Scheme(Model):
         if self.demo is not None and not any(s.type == "netflow" for s in self.sources):
             raise ValueError("demo exporters need a netflow source to send to")
         check_references(self)
+        if self.rating is not None:
+            self.rating.check_in_scheme(self)
         return self
