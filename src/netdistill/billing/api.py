@@ -44,13 +44,14 @@ def list_documents(
     period: str | None = None,
     limit: int = 1000,
 ) -> dict[str, Any]:
-    where, params = ["seq > $since"], {"since": since_seq(store, since)}
+    where = ["seq > $since"]
+    params: dict[str, object] = {"since": since_seq(store, since)}
     if account is not None:
         where.append("account_id = $account")
-        params["account"] = account  # type: ignore[assignment]
+        params["account"] = account
     if period is not None:
         where.append("bill_period = $period")
-        params["period"] = period  # type: ignore[assignment]
+        params["period"] = period
     docs = load(store, " AND ".join(where), params, limit=limit)
     return {"invoices": docs, "next": str(docs[-1]["number"]) if len(docs) == limit else None}
 

@@ -144,15 +144,17 @@ class Price(_Model):
         tiers = self.all_tiers()
         if not tiers or tiers[-1].up_to is not None:
             raise ValueError(f"price {self.name!r}: the last tier has no up_to (it is open)")
-        bounds = [t.up_to for t in tiers[:-1]]
-        if any(b is None for b in bounds) or bounds != sorted(bounds) or len(set(bounds)) != len(
-            bounds
-        ):
+        if any(t.up_to is None for t in tiers[:-1]):
+            raise ValueError(f"price {self.name!r}: only the last tier is open (no up_to)")
+        bounds = [t.up_to for t in tiers[:-1] if t.up_to is not None]
+        if bounds != sorted(bounds) or len(set(bounds)) != len(bounds):
             raise ValueError(f"price {self.name!r}: tiers' up_to must increase, last one open")
         size = UNITS[self.unit][1]
         for value in (self.included, *[b for b in bounds if b is not None]):
             if (value * size) != int(value * size):
-                raise ValueError(f"price {self.name!r}: {value} {self.unit} is not whole base units")
+                raise ValueError(
+                    f"price {self.name!r}: {value} {self.unit} is not whole base units"
+                )
         return self
 
     @property
@@ -223,7 +225,9 @@ class InvoicesConfig(_Model):
     prefix: str = Field("INV-", pattern=r"^[A-Za-z0-9_-]{0,16}$")
     digits: int = Field(8, ge=1, le=18, description="zero-padded sequence width")
     directory: str | None = Field("invoices", description="relative to the data directory")
-    formats: list[Literal["csv", "json"]] = Field(default_factory=lambda: ["csv", "json"])
+    formats: list[Literal["csv", "json"]] = Field(
+        default_factory=lambda: ["csv", "json"]  # type: ignore[arg-type]
+    )
 
 
 class RatingConfig(_Model):

@@ -119,7 +119,9 @@ def group_lines(lines: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any
     return out
 
 
-def load(store: Any, where: str, params: dict[str, object], limit: int = 1000) -> list[dict[str, Any]]:
+def load(
+    store: Any, where: str, params: dict[str, object], limit: int = 1000
+) -> list[dict[str, Any]]:
     """Stored documents matching ``where`` (on ``invoices``), in number order, each with
     its lines, ``sha256`` as stored and ``intact`` (does it still render to it)."""
     heads = store.query(

@@ -16,6 +16,7 @@ bytes again; a billing system reading the files deduplicates on ``idempotency_ke
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from netdistill.files import write_atomic
 log = logging.getLogger(__name__)
 
 
-def batch_files(store: Any, batch: dict[str, Any], formats: list[str]) -> dict[str, bytes]:
+def batch_files(store: Any, batch: dict[str, Any], formats: Sequence[str]) -> dict[str, bytes]:
     docs = load(
         store,
         "seq BETWEEN $lo AND $hi",
@@ -43,7 +44,7 @@ def batch_files(store: Any, batch: dict[str, Any], formats: list[str]) -> dict[s
     return files
 
 
-def write_pending(store: Any, directory: Path | None, formats: list[str]) -> dict[str, int]:
+def write_pending(store: Any, directory: Path | None, formats: Sequence[str]) -> dict[str, int]:
     """Write every batch not written yet; returns {"files_written": n}."""
     pending = store.query(
         "SELECT * FROM invoice_exports WHERE written_at IS NULL ORDER BY first_seq"

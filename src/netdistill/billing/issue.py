@@ -69,7 +69,9 @@ def _min_only_accounts(tx: Any, config: RatingConfig) -> None:
     ]
     if not keep:
         return
-    tx.execute("CREATE OR REPLACE TEMP TABLE billing_minonly AS SELECT * FROM billing_minseg LIMIT 0")
+    tx.execute(
+        "CREATE OR REPLACE TEMP TABLE billing_minonly AS SELECT * FROM billing_minseg LIMIT 0"
+    )
     tx.insert_arrow("billing_minonly", segs.take(keep).drop_columns(["company"]))
     tx.execute(
         """

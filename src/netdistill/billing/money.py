@@ -57,9 +57,9 @@ UNITS: dict[str, tuple[str, int]] = {
 
 def exact_decimal(value: Any, what: str) -> Decimal:
     """``value`` (a string or an int) as a finite ``Decimal``; floats are refused."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise ValueError(
-            f"{what} {value!r}: write it as a string, e.g. \"0.05\" — a YAML number with a "
+            f'{what} {value!r}: write it as a string, e.g. "0.05" — a YAML number with a '
             "fraction is a binary float and money must be exact"
         )
     if isinstance(value, Decimal):

@@ -189,9 +189,14 @@ class RatingStage:
     def _rated_until(self, tx: Any) -> Any:
         ends = []
         for rated, _rollup in self.rollups:
-            value = tx.query(
-                "SELECT max(period_end) AS e FROM billing_rated WHERE rollup = ?", (rated.rollup,)
-            ).column("e")[0].as_py()
+            value = (
+                tx.query(
+                    "SELECT max(period_end) AS e FROM billing_rated WHERE rollup = ?",
+                    (rated.rollup,),
+                )
+                .column("e")[0]
+                .as_py()
+            )
             if value is None:
                 return None
             ends.append(value)
@@ -299,7 +304,9 @@ class RatingStage:
         """Lower prepaid money balances by ``deltas`` (account_id, delta in minor units;
         default the round's ``billing_delta``)."""
         if deltas is not None:
-            tx.execute("CREATE OR REPLACE TEMP TABLE billing_delta (account_id VARCHAR, delta BIGINT)")
+            tx.execute(
+                "CREATE OR REPLACE TEMP TABLE billing_delta (account_id VARCHAR, delta BIGINT)"
+            )
             tx.insert_arrow("billing_delta", deltas)
         balance_store.decrement_money(tx, "billing_delta", self.config.minor_units, why)
 

@@ -12,6 +12,7 @@ the validated scheme; the roll-up input's parameters are inlined as quoted liter
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from netdistill.stages.base import InputSpec, resolve_input
@@ -36,7 +37,7 @@ def _value(metric: str, column: str) -> str:
 
 
 def rollup_usage_sql(
-    rollup: Any, direction: str, pairs: list[tuple[str, str]], rating_round: int
+    rollup: Any, direction: str, pairs: Sequence[tuple[str, str]], rating_round: int
 ) -> list[str]:
     """SELECTs of the on-time usage of the roll-up periods rated in ``rating_round``."""
     accounts = table_names(rollup.name)[1]
@@ -58,7 +59,7 @@ def rollup_usage_sql(
 def late_usage_sql(
     rollup: Any,
     direction: str,
-    pairs: list[tuple[str, str]],
+    pairs: Sequence[tuple[str, str]],
     scheme: Any,
     *,
     rating_round: int,
