@@ -8,8 +8,9 @@ manager's guard: ``GET`` needs viewer, ``POST`` operator — ``console/roles.py`
 * ``GET /api/invoices/{number}`` — one document (404 if unknown).
 * ``PUT``/``PATCH``/``DELETE /api/invoices/{number}`` — refused with 405: an issued
   document is immutable; corrections are credit and debit notes.
-* ``POST /api/billing/run`` — one rating round now (rating, invoicing, files); answers
-  the round's counts.
+* ``POST /api/billing/run`` — one round of the stages now (the rollups close what is
+  due, then rating, invoicing, files); answers the rating's counts (500 with the reason
+  when the round failed and was rolled back).
 * ``GET /api/billing/periods`` — per billing period: documents, invoices, notes, total.
 """
 
@@ -109,6 +110,9 @@ def billing_router(store: Any, stage: Any) -> APIRouter:
 
     @router.post("/api/billing/run")
     def run_billing() -> dict[str, Any]:
-        return {"counts": stage.run_once(stage.context.clock())}
+        try:
+            return {"counts": stage.run_billing()}
+        except Exception as exc:  # the round rolled back; say why
+            raise HTTPException(500, f"{type(exc).__name__}: {exc}") from None
 
     return router

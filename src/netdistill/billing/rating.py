@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,12 @@ log = logging.getLogger(__name__)
 NAME = "rating"
 
 
-def insert_rating_stage(stages: list[Any], context: Any) -> list[Any]:
+def insert_rating_stage(
+    stages: list[Any], context: Any, run_round: Callable[[], dict[str, Any]] | None = None
+) -> list[Any]:
     """``stages`` with the rating stage after the last rollup it rates (none without a
-    ``rating:`` section or when those rollups are disabled)."""
+    ``rating:`` section or when those rollups are disabled). ``run_round`` runs one
+    round of every stage (the runner's, under its lock): ``POST /api/billing/run``."""
     config = getattr(context.scheme, "rating", None)
     if config is None:
         return stages
@@ -64,7 +68,7 @@ def insert_rating_stage(stages: list[Any], context: Any) -> list[Any]:
         log.warning("rating: a rated rollup is disabled; rating does not run")
         return stages
     out = list(stages)
-    out.insert(max(positions) + 1, RatingStage(config, context))
+    out.insert(max(positions) + 1, RatingStage(config, context, run_round))
     return out
 
 
@@ -72,8 +76,14 @@ class RatingStage:
     """See the module docstring. ``run_once`` may be called from the stages thread and
     from ``POST /api/billing/run``; a lock makes them take turns."""
 
-    def __init__(self, config: RatingConfig, context: Any) -> None:
+    def __init__(
+        self,
+        config: RatingConfig,
+        context: Any,
+        run_round: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         self.config = config
+        self.run_round = run_round
         self.name = NAME
         self.context = context
         self.store = context.store
@@ -100,6 +110,16 @@ class RatingStage:
         """Called last inside the round's transaction (tests fail a round here)."""
 
     # --- one round -------------------------------------------------------------------------
+
+    def run_billing(self) -> dict[str, Any]:
+        """A round now: through the runner (the rollups close what is due first), or of
+        this stage alone when it runs without one."""
+        if self.run_round is None:
+            return self.run_once(self.context.clock())
+        counts = self.run_round()
+        if NAME not in counts:
+            raise RuntimeError("the rating round failed; see GET /api/stages")
+        return dict(counts[NAME])
 
     def run_once(self, now: float) -> dict[str, int]:
         with self._lock:
