@@ -37,7 +37,7 @@ def state(store: Any) -> dict[str, Any]:
         "usage": rows(
             store,
             "SELECT CAST(sum(quantity) AS BIGINT) AS q, sum(rated_minor) AS m FROM billing_usage",
-        )[0],  # fmt: skip
+        )[0],
         "invoices": rows(store, "SELECT number, total_minor FROM invoices ORDER BY seq"),
         "sequence": rows(store, "SELECT last FROM billing_sequence"),
     }
