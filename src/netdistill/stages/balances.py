@@ -76,7 +76,7 @@ def _money(value: object) -> Decimal | None:
     if value is None:
         return None
     if isinstance(value, float | bool) or not isinstance(value, int | str | Decimal):
-        raise ValueError(f"money {value!r}: give it as a decimal string, e.g. \"12.50\"")
+        raise ValueError(f'money {value!r}: give it as a decimal string, e.g. "12.50"')
     try:
         result = Decimal(str(value).strip())
     except ArithmeticError:
