@@ -19,7 +19,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from netdistill.billing.money import from_minor, quantity_in_unit
+from functools import lru_cache
+
+from netdistill.billing.money import minor_text, quantity_text
 
 INVOICE_COLUMNS = [
     "number",
@@ -54,6 +56,7 @@ LINE_COLUMNS = [
 ]
 
 
+@lru_cache(maxsize=65536)
 def iso(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S") + (
         f".{value.microsecond:06d}Z" if value.microsecond else "Z"
@@ -76,7 +79,7 @@ def document(head: dict[str, Any], lines: Sequence[dict[str, Any]]) -> dict[str,
         "period_end": iso(head["period_end"]),
         "issued_at": iso(head["issued_at"]),
         "currency": head["currency"],
-        "total": str(from_minor(int(head["total_minor"]), minor)),
+        "total": minor_text(int(head["total_minor"]), minor),
         "refers_to": head["refers_to"],
         "idempotency_key": idempotency_key(head["number"]),
         "lines": [
@@ -91,12 +94,10 @@ def document(head: dict[str, Any], lines: Sequence[dict[str, Any]]) -> dict[str,
                 "tier": line["tier"],
                 "segment_from": iso(line["segment_from"]),
                 "segment_to": iso(line["segment_to"]),
-                "quantity": format(
-                    quantity_in_unit(int(line["base_quantity"]), line["unit_size"]), "f"
-                ),
+                "quantity": quantity_text(int(line["base_quantity"]), int(line["unit_size"])),
                 "unit": line["unit"],
                 "rate": line["rate"],
-                "amount": str(from_minor(int(line["amount_minor"]), minor)),
+                "amount": minor_text(int(line["amount_minor"]), minor),
             }
             for line in sorted(lines, key=lambda item: int(item["line"]))
         ],
@@ -125,7 +126,8 @@ def load(
     """Stored documents matching ``where`` (on ``invoices``), in number order, each with
     its lines, ``sha256`` as stored and ``intact`` (does it still render to it)."""
     heads = store.query(
-        f"SELECT * FROM invoices WHERE {where} ORDER BY seq LIMIT {int(limit)}", params
+        f"SELECT * EXCLUDE (body) FROM invoices WHERE {where} ORDER BY seq LIMIT {int(limit)}",
+        params,
     ).to_pylist()
     if not heads:
         return []

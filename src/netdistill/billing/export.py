@@ -15,32 +15,36 @@ bytes again; a billing system reading the files deduplicates on ``idempotency_ke
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from netdistill.billing.documents import load, to_csv, to_jsonl
+from netdistill.billing.documents import to_csv
 from netdistill.files import write_atomic
 
 log = logging.getLogger(__name__)
 
 
 def batch_files(store: Any, batch: dict[str, Any], formats: Sequence[str]) -> dict[str, bytes]:
-    docs = load(
-        store,
-        "seq BETWEEN $lo AND $hi",
+    """The files of a batch, from the bodies rendered at issue (the API's ``load``
+    renders again from the rows, to verify them)."""
+    stored = store.query(
+        "SELECT body, sha256 FROM invoices WHERE seq BETWEEN $lo AND $hi ORDER BY seq",
         {"lo": batch["first_seq"], "hi": batch["last_seq"]},
-        limit=batch["last_seq"] - batch["first_seq"] + 1,
-    )
+    ).to_pylist()
+    docs = [{**json.loads(row["body"]), "sha256": row["sha256"]} for row in stored]
     name = batch["batch"]
     files: dict[str, bytes] = {}
     if "csv" in formats:
         heads, lines = to_csv(docs)
         files[f"{name}.invoices.csv"] = heads
         files[f"{name}.lines.csv"] = lines
-    if "json" in formats:
-        files[f"{name}.jsonl"] = to_jsonl(docs)
+    if "json" in formats:  # the body as issued, with its fingerprint added
+        files[f"{name}.jsonl"] = "".join(
+            f'{row["body"][:-1]},"sha256":"{row["sha256"]}"}}\n' for row in stored
+        ).encode()
     return files
 
 

@@ -30,7 +30,9 @@ from typing import Any
 import pyarrow as pa
 
 from netdistill.billing.config import RatingConfig
-from netdistill.billing.documents import document, fingerprint, group_lines, idempotency_key
+import hashlib
+
+from netdistill.billing.documents import document, group_lines, idempotency_key, render
 from netdistill.billing.lines import tier_sql
 from netdistill.billing.money import half_even_sql
 from netdistill.billing.plans import assigned, bill_name, segment_table
@@ -263,7 +265,7 @@ def _insert_documents(tx: Any, config: RatingConfig, docs: pa.Table, lines: pa.T
     issued_at = tx.query("SELECT to_timestamp(?) AS t", (tx.now,)).column("t")[0].as_py()
     by_number = group_lines(lines.to_pylist())
     heads = docs.to_pylist()
-    shas, names, keys = [], [], []
+    shas, names, keys, bodies = [], [], [], []
     for head in heads:
         head.update(
             issued_at=issued_at,
@@ -271,7 +273,9 @@ def _insert_documents(tx: Any, config: RatingConfig, docs: pa.Table, lines: pa.T
             minor_units=config.minor_units,
             bill_period=bill_name(head["period_start"]),
         )
-        shas.append(fingerprint(document(head, by_number.get(head["number"], []))))
+        body = render(document(head, by_number.get(head["number"], [])))
+        bodies.append(body.decode())
+        shas.append(hashlib.sha256(body).hexdigest())
         names.append(head["bill_period"])
         keys.append(idempotency_key(head["number"]))
     n = docs.num_rows
@@ -282,6 +286,7 @@ def _insert_documents(tx: Any, config: RatingConfig, docs: pa.Table, lines: pa.T
         .append_column("minor_units", pa.array([config.minor_units] * n, pa.int32()))
         .append_column("idempotency_key", pa.array(keys, pa.string()))
         .append_column("sha256", pa.array(shas, pa.string()))
+        .append_column("body", pa.array(bodies, pa.string()))
     )
     tx.insert_arrow("invoices", table)
     tx.insert_arrow("invoice_lines", lines)

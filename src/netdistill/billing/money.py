@@ -100,6 +100,27 @@ def from_minor(minor: int, minor_units: int) -> Decimal:
     return Decimal(int(minor)).scaleb(-minor_units).quantize(Decimal(1).scaleb(-minor_units))
 
 
+def minor_text(minor: int, minor_units: int) -> str:
+    """``str(from_minor(minor, minor_units))`` by integer arithmetic (rendering speed)."""
+    if minor_units == 0:
+        return str(minor)
+    whole, part = divmod(abs(minor), 10**minor_units)
+    return f"{'-' if minor < 0 else ''}{whole}.{part:0{minor_units}d}"
+
+
+def quantity_text(base: int, unit_size: int, places: int = 9) -> str:
+    """``quantity_in_unit`` as plain text (``"1.5"``, ``"20"``); exact integer formatting
+    when the unit is a power of ten of base units, else through ``Decimal``."""
+    text = str(unit_size)
+    if text == "1" + "0" * (len(text) - 1) and len(text) - 1 <= places:
+        whole, part = divmod(base, unit_size)
+        if not part:
+            return str(whole)
+        digits = f"{part:0{len(text) - 1}d}".rstrip("0")
+        return f"{whole}.{digits}"
+    return format(quantity_in_unit(base, unit_size, places), "f")
+
+
 def quantity_in_unit(base: int, unit_size: int, places: int = 9) -> Decimal:
     """A base quantity shown in its unit, rounded half to even to ``places`` decimals (for
     display only: amounts are computed from the exact base quantity)."""

@@ -13,7 +13,8 @@
   ``rated_minor`` the amount the quantity costs now (what prepaid balances were
   decremented by).
 * ``invoices`` and ``invoice_lines`` — issued documents (invoices, credit and debit
-  notes), never updated or deleted; ``billing_sequence`` — the last number given out;
+  notes), never updated or deleted; ``invoices.body`` is the JSON rendered at issue
+  (what the files carry; its SHA-256 is ``sha256``); ``billing_sequence`` — the last number given out;
   ``invoice_exports`` — the export files written.
 """
 
@@ -51,7 +52,7 @@ CREATE TABLE IF NOT EXISTS invoices (
     period_start TIMESTAMPTZ NOT NULL, period_end TIMESTAMPTZ NOT NULL,
     issued_at TIMESTAMPTZ NOT NULL, currency VARCHAR NOT NULL, minor_units INTEGER NOT NULL,
     total_minor BIGINT NOT NULL, refers_to VARCHAR, idempotency_key VARCHAR NOT NULL,
-    sha256 VARCHAR NOT NULL);
+    sha256 VARCHAR NOT NULL, body VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS invoice_lines (
     number VARCHAR NOT NULL, line INTEGER NOT NULL, kind VARCHAR NOT NULL,
     plan VARCHAR NOT NULL, price VARCHAR NOT NULL, category VARCHAR NOT NULL,
