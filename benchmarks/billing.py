@@ -87,7 +87,7 @@ def records(accounts: int, per_account: int, seed: int) -> pa.Table:
             "end_time": pa.array(end_us, pa.timestamp("us", tz="UTC")),
             "start_time": pa.array(
                 end_us - (seconds * 1e6).astype("int64"), pa.timestamp("us", tz="UTC")
-            ),  # fmt: skip
+            ),
             "account_id": pa.array([f"acct{i:06d}" for i in account]),
             "service": pa.array(service),
             "bytes": pa.array(rng.integers(1, 2 * 10**9, n), pa.uint64()),

@@ -17,9 +17,8 @@ import io
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
-
 from functools import lru_cache
+from typing import Any
 
 from netdistill.billing.money import minor_text, quantity_text
 

@@ -23,6 +23,7 @@ changes one, and the API refuses (405) any attempt.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,8 +31,6 @@ from typing import Any
 import pyarrow as pa
 
 from netdistill.billing.config import RatingConfig
-import hashlib
-
 from netdistill.billing.documents import document, group_lines, idempotency_key, render
 from netdistill.billing.lines import tier_sql
 from netdistill.billing.money import half_even_sql

@@ -14,8 +14,8 @@
   decremented by).
 * ``invoices`` and ``invoice_lines`` — issued documents (invoices, credit and debit
   notes), never updated or deleted; ``invoices.body`` is the JSON rendered at issue
-  (what the files carry; its SHA-256 is ``sha256``); ``billing_sequence`` — the last number given out;
-  ``invoice_exports`` — the export files written.
+  (what the files carry; its SHA-256 is ``sha256``); ``billing_sequence`` — the last
+  number given out; ``invoice_exports`` — the export files written.
 """
 
 from __future__ import annotations
