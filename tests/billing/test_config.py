@@ -50,7 +50,7 @@ def test_good_scheme_validates() -> None:
                 period="day",
             ),
             "need hourly roll-up periods",
-        ),  # fmt: skip
+        ),
         (scheme(price="{name: w, category: http, unit: parsec, rate: '1'}"), "unit 'parsec'"),
         (
             scheme(price="{name: w, category: http, unit: GB, metric: seconds, rate: '1'}"),

@@ -12,7 +12,7 @@ import pytest
 from billing_support import GB, Clock, commit, open_store, record, rows, runner, t
 from fastapi.testclient import TestClient
 
-from netdistill.errors import ReadOnlyQueryError
+from netdistill.errors import QueryRefusedError
 from netdistill.manager.api import create_app
 from netdistill.stages.runner import stages_router
 
@@ -126,8 +126,10 @@ def test_issued_invoices_are_immutable_and_api(tmp_path: Path) -> None:
         answer = getattr(client, method)("/api/invoices/INV-00000003", headers=AUTH)
         assert answer.status_code == 405, method
         assert "immutable" in answer.json()["detail"]
-    with pytest.raises(ReadOnlyQueryError):
-        store.query("UPDATE invoices SET total_minor = 1 WHERE number = 'INV-00000003'")
+    with pytest.raises(QueryRefusedError):  # what a person's SQL goes through
+        store.query_user("UPDATE invoices SET total_minor = 1 WHERE number = 'INV-00000003'")
+    # … which may read invoices: they are reports
+    assert store.query_user("SELECT count(*) AS n FROM invoices").to_pylist() == [{"n": 5}]
     # running billing again issues nothing new
     assert client.post("/api/billing/run", headers=AUTH).json()["counts"]["invoices"] == 0
     # a change behind netdistill's back (straight on the file) is detected
