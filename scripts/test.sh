@@ -8,6 +8,6 @@ scripts/bootstrap.sh
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"
 # Every benchmark once on a small input: they still run and print their figures.
-for benchmark in netflow_decode netflow_ingest sources enrich delivery stages flood; do
+for benchmark in netflow_decode netflow_ingest sources enrich delivery stages flood billing; do
   .venv/bin/python "benchmarks/$benchmark.py" --smoke
 done

@@ -40,11 +40,26 @@ def test_seed_api_and_restart(tmp_path: Path) -> None:
         ("carol", None, 90.5),
     ]
     put = client.put("/api/balances/alice", json={"prepaid_seconds": 60}, headers=AUTH)
-    assert put.json() == {"account_id": "alice", "quota_bytes": 1000, "prepaid_seconds": 60.0}
+    assert put.json() == {
+        "account_id": "alice",
+        "quota_bytes": 1000,
+        "prepaid_seconds": 60.0,
+        "prepaid_money": None,
+    }
     new = client.put("/api/balances/dave", json={"quota_bytes": 5}, headers=AUTH)
-    assert new.json() == {"account_id": "dave", "quota_bytes": 5, "prepaid_seconds": None}
+    assert new.json() == {
+        "account_id": "dave",
+        "quota_bytes": 5,
+        "prepaid_seconds": None,
+        "prepaid_money": None,
+    }
     topup = client.post("/api/balances/carol/topup", json={"seconds": 9.5}, headers=AUTH)
-    assert topup.json() == {"account_id": "carol", "quota_bytes": None, "prepaid_seconds": 100.0}
+    assert topup.json() == {
+        "account_id": "carol",
+        "quota_bytes": None,
+        "prepaid_seconds": 100.0,
+        "prepaid_money": None,
+    }
     missing = client.post("/api/balances/nobody/topup", json={"bytes": 1}, headers=AUTH)
     assert missing.status_code == 404
     bad = client.post("/api/balances/carol/topup", json={"bytes": -1}, headers=AUTH)
@@ -56,6 +71,13 @@ def test_seed_api_and_restart(tmp_path: Path) -> None:
         ("dave", "api:testclient", '{"set": {"quota_bytes": 5}}'),
         ("carol", "api:testclient", '{"topup": {"bytes": 0, "seconds": 9.5}}'),
     ]
+    # money: exact decimal strings in and out; a JSON number (a binary float) is refused
+    money = client.put("/api/balances/erin", json={"prepaid_money": "1.10"}, headers=AUTH)
+    assert money.json()["prepaid_money"] == "1.1"
+    more = client.post("/api/balances/erin/topup", json={"money": "0.20"}, headers=AUTH)
+    assert more.json()["prepaid_money"] == "1.3"
+    floats = client.post("/api/balances/erin/topup", json={"money": 0.2}, headers=AUTH)
+    assert floats.status_code == 422
     store.close()
 
     # restart with the same scheme: the seed does not undo the API's changes
@@ -67,8 +89,9 @@ def test_seed_api_and_restart(tmp_path: Path) -> None:
         {"account_id": "bob", "quota_bytes": 2000, "prepaid_seconds": None},
         {"account_id": "carol", "quota_bytes": None, "prepaid_seconds": 100.0},
         {"account_id": "dave", "quota_bytes": 5, "prepaid_seconds": None},
+        {"account_id": "erin", "quota_bytes": None, "prepaid_seconds": None},
     ]  # fmt: skip
-    assert rows(reopened, "SELECT count(*) AS n FROM balance_changes") == [{"n": 6}]
+    assert rows(reopened, "SELECT count(*) AS n FROM balance_changes") == [{"n": 8}]
 
 
 def test_the_balances_api_is_mounted_once(tmp_path: Path) -> None:

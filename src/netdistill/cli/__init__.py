@@ -5,6 +5,7 @@ that does the work and prints.
 * ``processes.py`` — check-config, run, manager, gatherer, accounting
 * ``data.py`` — query, import, replay, fields
 * ``report.py`` — report; ``export.py`` — export (rollup periods to billing)
+* ``netdistill.billing.cli`` — invoices (issued invoices and notes)
 * ``netdistill.console.cli`` — user (console users)
 """
 
@@ -21,6 +22,7 @@ for _module in (
     "netdistill.cli.data",
     "netdistill.cli.report",
     "netdistill.cli.export",
+    "netdistill.billing.cli",
     "netdistill.console.cli",
 ):
     importlib.import_module(_module)

@@ -99,5 +99,8 @@ class Console:
         app.include_router(dashboard_router(self.dashboard, self.access))
         app.include_router(procedures_console_router(self.access))
         mount_pages(app, self.access)
+        from netdistill.billing.pages import mount_invoice_pages
+
+        mount_invoice_pages(app, self.access, self.store)
         app.add_middleware(AuditMiddleware, audit=self.audit)
         app.state.audit = self.audit  # routes that audit themselves (audit.record_query)

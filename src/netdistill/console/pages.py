@@ -31,6 +31,7 @@ NAV = [
     ("/reports", "Reports", Role.viewer),
     ("/procedures", "Procedures", Role.viewer),
     ("/fields", "Fields", Role.viewer),
+    ("/invoices", "Invoices", Role.viewer),
     ("/users", "Users", Role.admin),
     ("/audit", "Audit log", Role.admin),
     ("/docs", "API", Role.viewer),

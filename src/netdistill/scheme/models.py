@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from netdistill.billing.config import RatingConfig
 from netdistill.enhance.config import LookupsSection, ProceduresSection
 from netdistill.gatherer.config import GathererConfig, TlsConfig
 from netdistill.manager.monitor import MonitorConfig
@@ -137,6 +138,7 @@ class Scheme(Model):
     # stages before procedures: a procedure's trigger may name a stage (output: records)
     stages: StagesSection = Field(default_factory=list)
     procedures: ProceduresSection = Field(default_factory=list)
+    rating: RatingConfig | None = Field(None, description="prices and invoices (docs/rating.md)")
 
     @model_validator(mode="after")
     def _unique_source_names(self) -> Scheme:
@@ -148,4 +150,6 @@ class Scheme(Model):
         if self.demo is not None and not any(s.type == "netflow" for s in self.sources):
             raise ValueError("demo exporters need a netflow source to send to")
         check_references(self)
+        if self.rating is not None:
+            self.rating.check_in_scheme(self)
         return self

@@ -13,6 +13,10 @@ Rules (``rule``):
   (``balances.py``). Firing while usage > balance; an account without a balance never
   fires. A top-up or a new period ends it. Each round runs one DuckDB ``GROUP BY``
   (per account and the fields ``where`` reads), then filters and sums those groups.
+  With ``balance: prepaid_money`` the balance is money the rating stage has already
+  decremented by what rated usage costs (docs/rating.md): the rule fires while an
+  account's ``prepaid_money`` is below zero, and ``measure``, ``where`` and ``period``
+  do not apply.
 * ``gatherer_silent`` — follows the monitor's ``gatherer_silent`` alerts
   (``manager/monitor.py``): runs ``actions`` when the monitor raises one and
   ``restore`` when it clears it. This rule writes no alerts of its own.
@@ -53,6 +57,7 @@ import dataclasses
 import logging
 import re
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -97,7 +102,7 @@ class AlertConfig(StageConfigBase):
     rule: Literal["usage_over_balance", "gatherer_silent", "quarantine_growing"]
     measure: str = Field("sum(bytes)", description="sum|count|max|min(field) per account")
     where: str = Field("", description="which records count (expression language)")
-    balance: Literal["quota_bytes", "prepaid_seconds"] = "quota_bytes"
+    balance: Literal["quota_bytes", "prepaid_seconds", "prepaid_money"] = "quota_bytes"
     period: Literal["day", "month", "all"] = "month"
     per: str = Field("account_id", pattern=r"^[a-z][a-z0-9_]*$")
     threshold: PositiveInt = Field(100, description="quarantine_growing: inputs in window_s")
@@ -239,6 +244,8 @@ class AlertStage:
     def _usage(self, now: float) -> dict[str, str]:
         """subject → detail for every account whose usage this period passes its balance."""
         cfg = self.config
+        if cfg.balance == "prepaid_money":
+            return self._money_spent()
         since = period_start(now, cfg.period)
         keys = [cfg.per, *self._where_fields]
         partial = "count" if self._function == "count" else self._function
@@ -276,6 +283,17 @@ class AlertStage:
             row["account_id"]: f"{cfg.measure} = {_number(row['usage'])} over {cfg.balance}"
             f" {_number(row['balance'])} since {start}"
             for row in over.iter_rows(named=True)
+        }
+
+    def _money_spent(self) -> dict[str, str]:
+        """Accounts whose prepaid money, decremented by rating, is below zero."""
+        rows = self.store.query(
+            "SELECT account_id, CAST(prepaid_money AS VARCHAR) AS money FROM balances"
+            " WHERE prepaid_money < 0"
+        ).to_pylist()
+        return {
+            r["account_id"]: f"prepaid_money = {Decimal(r['money']).normalize():f} is below zero"
+            for r in rows
         }
 
     def _quarantine(self, now: float) -> dict[str, str]:

@@ -3,7 +3,9 @@ claims 7–9 and 16–18: an alert when a value passes a predetermined amount, w
 a service, and provides it again once the amount is raised).
 
 One row per account in ``balances``: ``quota_bytes`` (bytes allowed per period of the
-rule, e.g. a month) and ``prepaid_seconds`` (seconds bought so far; a top-up adds to it).
+rule, e.g. a month), ``prepaid_seconds`` (seconds bought so far; a top-up adds to it) and
+``prepaid_money`` (the money left, an exact ``DECIMAL(38, 9)``: a top-up adds to it, and
+the rating stage subtracts what rated usage costs, ``decrement_money``; docs/rating.md).
 NULL means "no limit": an account without a row, or with NULL in the compared column, is
 never alerted on. Every change — seeding from the scheme, ``PUT``, top-up — is written
 with the new values in ``balance_changes`` (when, who, what), in the same transaction.
@@ -15,12 +17,15 @@ API (behind the manager's bearer token; mounted by the stage runner through
 ``AlertStage.router``):
 
 * ``GET /api/balances`` — every row;
-* ``PUT /api/balances/{account}`` ``{"quota_bytes": N, "prepaid_seconds": S}`` — sets
-  the given columns (creates the row);
-* ``POST /api/balances/{account}/topup`` ``{"bytes": N}`` and/or ``{"seconds": S}`` —
-  adds to the quota / prepaid balance (404 for an unknown account).
+* ``PUT /api/balances/{account}`` ``{"quota_bytes": N, "prepaid_seconds": S,
+  "prepaid_money": "12.50"}`` — sets the given columns (creates the row);
+* ``POST /api/balances/{account}/topup`` ``{"bytes": N}``, ``{"seconds": S}`` and/or
+  ``{"money": "10.00"}`` — adds to the quota / prepaid balances (404 for an unknown
+  account). Money is a decimal string (a JSON number is refused: it is a binary float),
+  and is answered as a string.
 
-Scheme (on any ``alert`` stage; CSV columns ``account_id,quota_bytes,prepaid_seconds``)::
+Scheme (on any ``alert`` stage; CSV columns ``account_id,quota_bytes,prepaid_seconds``
+and optionally ``prepaid_money``)::
 
     stages:
       - name: over-quota
@@ -35,16 +40,24 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    field_validator,
+)
 
 from netdistill.errors import SchemeError
 from netdistill.store.duckdb import DuckDBStore, StoreWriter
 
-COLUMNS = ("quota_bytes", "prepaid_seconds")
+COLUMNS = ("quota_bytes", "prepaid_seconds", "prepaid_money")
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS balances (
@@ -52,8 +65,25 @@ CREATE TABLE IF NOT EXISTS balances (
     updated_at TIMESTAMPTZ NOT NULL);
 CREATE TABLE IF NOT EXISTS balance_changes (
     changed_at TIMESTAMPTZ NOT NULL, account_id VARCHAR NOT NULL, who VARCHAR NOT NULL,
-    change VARCHAR NOT NULL, quota_bytes BIGINT, prepaid_seconds DOUBLE)
+    change VARCHAR NOT NULL, quota_bytes BIGINT, prepaid_seconds DOUBLE);
+ALTER TABLE balances ADD COLUMN IF NOT EXISTS prepaid_money DECIMAL(38, 9);
+ALTER TABLE balance_changes ADD COLUMN IF NOT EXISTS prepaid_money DECIMAL(38, 9)
 """
+
+
+def _money(value: object) -> Decimal | None:
+    """Money as an exact decimal: a string or an integer, never a (binary) float."""
+    if value is None:
+        return None
+    if isinstance(value, float | bool) or not isinstance(value, int | str | Decimal):
+        raise ValueError(f'money {value!r}: give it as a decimal string, e.g. "12.50"')
+    try:
+        result = Decimal(str(value).strip())
+    except ArithmeticError:
+        raise ValueError(f"money {value!r}: not a decimal number") from None
+    if not result.is_finite() or result.as_tuple().exponent < -9:  # type: ignore[operator]
+        raise ValueError(f"money {value!r}: a finite number with at most 9 decimals")
+    return result
 
 
 class BalanceSeed(BaseModel):
@@ -63,6 +93,12 @@ class BalanceSeed(BaseModel):
 
     quota_bytes: NonNegativeInt | None = None
     prepaid_seconds: NonNegativeFloat | None = None
+    prepaid_money: Decimal | None = None
+
+    @field_validator("prepaid_money", mode="before")
+    @classmethod
+    def _exact(cls, value: object) -> Decimal | None:
+        return _money(value)
 
 
 class BalanceSet(BalanceSeed):
@@ -76,6 +112,15 @@ class TopUp(BaseModel):
 
     bytes: NonNegativeInt = Field(0, description="added to quota_bytes")
     seconds: NonNegativeFloat = Field(0.0, description="added to prepaid_seconds")
+    money: Decimal = Field(Decimal(0), description="added to prepaid_money (a string)")
+
+    @field_validator("money", mode="before")
+    @classmethod
+    def _exact(cls, value: object) -> Decimal:
+        result = _money(value)
+        if result is None or result < 0:
+            raise ValueError(f"money {value!r}: a non-negative decimal string")
+        return result
 
 
 def ensure_tables(store: DuckDBStore) -> None:
@@ -107,20 +152,34 @@ def _record_change(
     tx: StoreWriter, account: str, who: str, change: Mapping[str, Any]
 ) -> dict[str, Any]:
     row = tx.query(
-        "SELECT quota_bytes, prepaid_seconds FROM balances WHERE account_id = ?", (account,)
+        "SELECT quota_bytes, prepaid_seconds, prepaid_money FROM balances WHERE account_id = ?",
+        (account,),
     ).to_pylist()[0]
     tx.execute(
-        "INSERT INTO balance_changes VALUES (to_timestamp(?), ?, ?, ?, ?, ?)",
+        "INSERT INTO balance_changes (changed_at, account_id, who, change, quota_bytes,"
+        " prepaid_seconds, prepaid_money) VALUES (to_timestamp(?), ?, ?, ?, ?, ?, ?)",
         (
             tx.now,
             account,
             who,
-            json.dumps(dict(change), sort_keys=True),
+            json.dumps(dict(change), sort_keys=True, default=str),
             row["quota_bytes"],
             row["prepaid_seconds"],
+            row["prepaid_money"],
         ),
     )
-    return {"account_id": account, **row}
+    return _shown({"account_id": account, **row})
+
+
+def _shown(row: dict[str, Any]) -> dict[str, Any]:
+    """A balance row for JSON: money as a normalized decimal string (never a float)."""
+    money = row.get("prepaid_money")
+    return {**row, "prepaid_money": None if money is None else _text(money)}
+
+
+def _text(value: Decimal) -> str:
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def seed_balances(store: DuckDBStore, seeds: Mapping[str, BalanceSeed], who: str) -> int:
@@ -132,10 +191,11 @@ def seed_balances(store: DuckDBStore, seeds: Mapping[str, BalanceSeed], who: str
             if known.num_rows:
                 continue
             tx.execute(
-                "INSERT INTO balances VALUES (?, ?, ?, to_timestamp(?))",
-                (account, seed.quota_bytes, seed.prepaid_seconds, tx.now),
+                "INSERT INTO balances (account_id, quota_bytes, prepaid_seconds, prepaid_money,"
+                " updated_at) VALUES (?, ?, ?, ?, to_timestamp(?))",
+                (account, seed.quota_bytes, seed.prepaid_seconds, seed.prepaid_money, tx.now),
             )
-            _record_change(tx, account, who, {"seed": seed.model_dump()})
+            _record_change(tx, account, who, {"seed": seed.model_dump(exclude_none=True)})
             added += 1
     return added
 
@@ -144,7 +204,8 @@ def set_balance(store: DuckDBStore, account: str, values: BalanceSet, who: str) 
     given = values.model_dump(exclude_unset=True)
     with store.transaction() as tx:
         tx.execute(
-            "INSERT INTO balances VALUES (?, NULL, NULL, to_timestamp(?)) ON CONFLICT DO NOTHING",
+            "INSERT INTO balances (account_id, updated_at) VALUES (?, to_timestamp(?))"
+            " ON CONFLICT DO NOTHING",
             (account, tx.now),
         )
         for column, value in given.items():
@@ -167,17 +228,57 @@ def top_up(store: DuckDBStore, account: str, amount: TopUp, who: str) -> dict[st
             " ELSE quota_bytes END,"
             " prepaid_seconds = CASE WHEN ? > 0 THEN coalesce(prepaid_seconds, 0) + ?"
             " ELSE prepaid_seconds END,"
+            " prepaid_money = CASE WHEN ? > 0 THEN coalesce(prepaid_money, 0) + ?"
+            " ELSE prepaid_money END,"
             " updated_at = to_timestamp(?) WHERE account_id = ?",
-            (amount.bytes, amount.bytes, amount.seconds, amount.seconds, tx.now, account),
+            (
+                amount.bytes,
+                amount.bytes,
+                amount.seconds,
+                amount.seconds,
+                amount.money,
+                amount.money,
+                tx.now,
+                account,
+            ),
         )
-        return _record_change(tx, account, who, {"topup": amount.model_dump()})
+        given = amount.model_dump()
+        if not amount.money:
+            given.pop("money")
+        return _record_change(tx, account, who, {"topup": given})
+
+
+def decrement_money(tx: StoreWriter, deltas: str, minor_units: int, who: str) -> None:
+    """Subtract ``delta`` minor units (rows of table ``deltas``: account_id, delta) from
+    the ``prepaid_money`` of accounts that have one, exactly (DECIMAL arithmetic), with
+    one ``balance_changes`` row per account changed."""
+    unit = f"CAST('{Decimal(1).scaleb(-minor_units)}' AS DECIMAL(18, {minor_units}))"
+    summed = f"(SELECT account_id, sum(delta) AS delta FROM {deltas} GROUP BY ALL)"
+    tx.execute(
+        f"UPDATE balances b SET prepaid_money = CAST(b.prepaid_money"
+        f" - CAST(d.delta AS DECIMAL(38, 0)) * {unit} AS DECIMAL(38, 9)),"
+        f" updated_at = to_timestamp(?) FROM {summed} d"
+        " WHERE b.account_id = d.account_id AND b.prepaid_money IS NOT NULL AND d.delta <> 0",
+        (tx.now,),
+    )
+    tx.execute(
+        "INSERT INTO balance_changes (changed_at, account_id, who, change, quota_bytes,"
+        " prepaid_seconds, prepaid_money)"
+        f" SELECT to_timestamp(?), b.account_id, ?, '{{\"charged_minor\": ' || d.delta || '}}',"
+        f" b.quota_bytes, b.prepaid_seconds, b.prepaid_money FROM balances b JOIN {summed} d"
+        " USING (account_id) WHERE b.prepaid_money IS NOT NULL AND d.delta <> 0",
+        (tx.now, who),
+    )
 
 
 def list_balances(store: DuckDBStore) -> list[dict[str, Any]]:
-    return store.query(
-        "SELECT account_id, quota_bytes, prepaid_seconds, epoch(updated_at) AS updated_at"
-        " FROM balances ORDER BY account_id"
-    ).to_pylist()
+    return [
+        _shown(row)
+        for row in store.query(
+            "SELECT account_id, quota_bytes, prepaid_seconds, prepaid_money,"
+            " epoch(updated_at) AS updated_at FROM balances ORDER BY account_id"
+        ).to_pylist()
+    ]
 
 
 def balances_router(store: DuckDBStore) -> APIRouter:

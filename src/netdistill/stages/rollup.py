@@ -383,7 +383,9 @@ class RollupStage:
         with self.store.transaction() as tx:
             for p in period_rows:
                 tx.execute(
-                    f'INSERT INTO "{periods_table}" VALUES (?, ?, ?, to_timestamp(?), ?, ?, ?, ?)',
+                    f'INSERT INTO "{periods_table}" (period, period_start, period_end, closed_at,'
+                    " records, bytes, accounts, companies, high_record_id)"
+                    " VALUES (?, ?, ?, to_timestamp(?), ?, ?, ?, ?, ?)",
                     (
                         p["period"],
                         p["period_start"],
@@ -393,6 +395,7 @@ class RollupStage:
                         p["bytes"],
                         p["accounts"],
                         p["companies"],
+                        high,
                     ),
                 )
             if accounts is not None:

@@ -134,6 +134,8 @@ def table_ddl(config: RollupConfig, rollup: str) -> list[str]:
         " period_start TIMESTAMPTZ NOT NULL, period_end TIMESTAMPTZ NOT NULL,"
         " closed_at TIMESTAMPTZ NOT NULL, records BIGINT NOT NULL, bytes UBIGINT NOT NULL,"
         " accounts BIGINT NOT NULL, companies BIGINT NOT NULL)",
+        # the last record_id counted: later records of the period's time are late (rating)
+        f'ALTER TABLE "{periods}" ADD COLUMN IF NOT EXISTS high_record_id BIGINT',
     ]
     if config.company:
         out.append(

@@ -30,6 +30,10 @@ class StageRunner:
             for config in context.scheme.stages
             if config.enabled and type(config).placement == "manager"
         ]
+        # the scheme's `rating:` section runs as a stage right after the rollups it rates
+        from netdistill.billing.rating import insert_rating_stage
+
+        self.stages = insert_rating_stage(self.stages, context, self.run_once)
         self.errors: dict[str, str] = {}
         self.rounds = 0
         self._lock = threading.Lock()  # run_once from the job and from the API/tests

@@ -79,6 +79,15 @@ ALLOWED_TABLES = frozenset(
         "exports",
         "balances",
         "balance_changes",
+        # rating and invoices (docs/rating.md): issued documents are reports
+        "invoices",
+        "invoice_lines",
+        "invoice_exports",
+        "billing_usage",
+        "billing_rated",
+        "billing_plans",
+        "billing_prices",
+        "billing_tiers",
     }
 )
 #: stage outputs: ``agg_<stage>`` (aggregate), ``rollup_<name>_{periods,accounts,companies}``
