@@ -67,9 +67,10 @@ def run(
             help="Collect NetFlow/IPFIX here with no scheme to write (as nfcapd -p).",
         ),
     ] = None,
-    no_demo: Annotated[
-        bool, typer.Option("--no-demo", help="Leave the synthetic exporters out.")
-    ] = False,
+    demo: Annotated[
+        bool,
+        typer.Option(help="Start the synthetic devices of the scheme's demo section."),
+    ] = True,
     ui_port: Annotated[
         int | None, typer.Option("--ui-port", help="API/console port (default 8080).")
     ] = None,
@@ -86,7 +87,7 @@ def run(
             scheme = scheme.model_copy(
                 update={"manager": scheme.manager.model_copy(update={"api_port": ui_port})}
             )
-        system = LocalSystem(scheme, data_dir, demo=not no_demo, scheme_path=config)
+        system = LocalSystem(scheme, data_dir, demo=demo, scheme_path=config)
         stop = threading.Event()
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:

@@ -177,6 +177,7 @@ class Manager:
         config = uvicorn.Config(
             app,
             log_level="warning",
+            log_config=None,  # uvicorn's records go through the CLI's handler (json too)
             access_log=False,
             lifespan="off",
             ssl_certfile=tls.cert if tls else None,
