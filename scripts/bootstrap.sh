@@ -42,6 +42,7 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 \
+# exact versions from constraints.txt (refresh: scripts/freeze-constraints.sh)
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]' 2>&1 \
   | grep -v -E '^WARNING: Location .* is ignored' || true
 .venv/bin/netdistill --version >/dev/null

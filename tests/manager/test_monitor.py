@@ -30,9 +30,23 @@ STATUS = {
             "name": "nf",
             "records": 12000,
             "datagrams": 400,
+            "bytes_received": 560_000,
             "dropped": {"malformed": 3, "kernel_socket_overflow": 11},
+            "sequence_lost": {"192.0.2.1": 5, "192.0.2.2": 0},
         },
         {"name": "radius", "records": 345, "datagrams": 345, "dropped": {}},
+    ],
+    "lookups": [
+        {
+            "name": "DNS",
+            "keys": 100,
+            "cache_hits": 60,
+            "misses": 5,
+            "timeouts": 1,
+            "errors": 0,
+            # a DurationHistogram snapshot (netdistill/timing.py): cumulative counts
+            "latency": {"buckets": [[0.001, 2], [0.01, 3], ["+Inf", 4]], "sum": 0.5, "count": 4},
+        }
     ],
 }
 
@@ -100,16 +114,32 @@ def test_heartbeats_silence_alert_once_cleared_on_return(manager):
     )
     src = "netdistill_gatherer_source_records_total"
     assert metrics[(src, (("gatherer", "edge-1"), ("source", "radius")))] == 345
-    # the counters did not move between heartbeats: the rate is exactly zero
-    assert (
-        metrics[
-            (
-                "netdistill_gatherer_source_records_per_second",
-                (("gatherer", "edge-1"), ("source", "nf")),
-            )
-        ]
-        == 0
-    )
+    # rates are PromQL's job: counters only
+    assert not [name for name, _ in metrics if name.endswith("_per_second")]
+    nf = (("gatherer", "edge-1"), ("source", "nf"))
+    assert metrics[("netdistill_gatherer_source_datagrams_total", nf)] == 400
+    assert metrics[("netdistill_gatherer_source_received_bytes_total", nf)] == 560_000
+    lost = "netdistill_gatherer_sequence_lost_total"
+    assert metrics[(lost, (("exporter", "192.0.2.1"), *nf))] == 5
+    assert metrics[(lost, (("exporter", "192.0.2.2"), *nf))] == 0
+    dns = (("gatherer", "edge-1"), ("lookup", "DNS"))
+    assert metrics[("netdistill_lookup_keys_total", dns)] == 100
+    assert metrics[("netdistill_lookup_cache_hits_total", dns)] == 60
+    assert metrics[("netdistill_lookup_misses_total", dns)] == 5
+    assert metrics[("netdistill_lookup_timeouts_total", dns)] == 1
+    bucket = "netdistill_lookup_call_duration_seconds_bucket"
+    assert metrics[(bucket, (*dns[:1], ("le", "0.001"), dns[1]))] == 2
+    assert metrics[(bucket, (*dns[:1], ("le", "+Inf"), dns[1]))] == 4
+    assert metrics[("netdistill_lookup_call_duration_seconds_count", dns)] == 4
+    assert metrics[("netdistill_lookup_call_duration_seconds_sum", dns)] == 0.5
+    # the manager itself: build, process and Python, as every Prometheus target has
+    from netdistill import __version__
+
+    [build] = [labels for name, labels in metrics if name == "netdistill_build_info"]
+    assert dict(build)["version"] == __version__
+    assert metrics[("process_cpu_seconds_total", ())] > 0
+    assert metrics[("process_resident_memory_bytes", ())] > 0
+    assert any(name == "python_info" for name, _ in metrics)
     assert metrics[("netdistill_manager_commits_total", ())] == 0
     assert metrics[("netdistill_alerts_open", ())] == 0
 
@@ -167,3 +197,37 @@ def test_an_open_alert_survives_a_restart_without_a_second_one(tmp_path):
     alerts = monitor.alerts()
     assert [(a["subject"], a["cleared_at"]) for a in alerts] == [("g", now[0])]
     store.close()
+
+
+def test_metrics_listener_serves_metrics_without_a_credential_and_nothing_else(tmp_path):
+    store = DuckDBStore(tmp_path / "records.duckdb")
+    manager = Manager(
+        store, ManagerConfig(api_port=0, metrics_listen="127.0.0.1:0"), data_dir=tmp_path
+    )
+    manager.start()
+    try:
+        assert manager.metrics is not None
+        url = manager.metrics.url
+        scrape = httpx.get(url)  # no authorization header
+        assert scrape.status_code == 200
+        assert scrape.headers["content-type"].startswith("text/plain")
+        names = {f.name for f in text_string_to_metric_families(scrape.text)}
+        assert {"netdistill_build_info", "netdistill_manager_commits", "process_cpu_seconds"} <= (
+            names
+        )
+        base = url.removesuffix("/metrics")
+        assert httpx.get(f"{base}/api/status").status_code == 404
+        assert httpx.get(f"{base}/").status_code == 404
+        # the API port keeps its guard
+        assert httpx.get(f"{manager.api_url}/metrics").status_code == 401
+    finally:
+        manager.stop()
+        store.close()
+    with pytest.raises(httpx.ConnectError):  # stopped with the manager
+        httpx.get(url, timeout=2)
+
+
+def test_metrics_listen_is_validated_and_off_by_default():
+    assert ManagerConfig().metrics_listen is None
+    with pytest.raises(ValueError, match="'metrics:x': 'metrics' is not an IP address"):
+        ManagerConfig(metrics_listen="metrics:x")

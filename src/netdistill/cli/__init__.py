@@ -1,11 +1,12 @@
 """The ``netdistill`` command. Each command is thin: it parses options, calls the component
 that does the work and prints.
 
-* ``common.py`` — the app, consoles, ``--data-dir``, error handling
+* ``common.py`` — the app, consoles, ``--data-dir``, logging, error handling
 * ``processes.py`` — check-config, run, manager, gatherer, accounting
 * ``data.py`` — query, import, replay, fields
 * ``report.py`` — report; ``export.py`` — export (rollup periods to billing)
 * ``netdistill.billing.cli`` — invoices (issued invoices and notes)
+* ``stages.py`` — stages (status of the running manager's stages, one round now)
 * ``netdistill.console.cli`` — user (console users)
 """
 
@@ -13,8 +14,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 
-from netdistill.cli.common import DEFAULT_DATA_DIR, DataDir, app, err, out
+from netdistill.cli.common import DEFAULT_DATA_DIR, DataDir, app, err, hoist_global_options, out
 
 # each module registers its commands; --help lists them in this order
 for _module in (
@@ -23,6 +25,7 @@ for _module in (
     "netdistill.cli.report",
     "netdistill.cli.export",
     "netdistill.billing.cli",
+    "netdistill.cli.stages",
     "netdistill.console.cli",
 ):
     importlib.import_module(_module)
@@ -32,7 +35,7 @@ __all__ = ["DEFAULT_DATA_DIR", "DataDir", "app", "err", "main", "out"]
 
 def main() -> None:
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
-    app()
+    app(hoist_global_options(sys.argv[1:]), prog_name="netdistill")
 
 
 if __name__ == "__main__":

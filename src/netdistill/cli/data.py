@@ -22,14 +22,17 @@ app.add_typer(fields_app, name="fields")
 
 
 def _read_store(data_dir: Path) -> Any:
-    """The running manager's client, or the store file opened read-only."""
-    from netdistill.manager.client import ManagerClient
+    """The running manager's client, or the store file opened read-only (each imported
+    only when used: the client needs no DuckDB, the store no HTTP client)."""
     from netdistill.manager.discovery import read_manager_info
-    from netdistill.store.duckdb import DuckDBStore
 
     info = read_manager_info(data_dir)
     if info is not None:
+        from netdistill.manager.client import ManagerClient
+
         return ManagerClient(info)
+    from netdistill.store.duckdb import DuckDBStore
+
     return DuckDBStore(data_dir / "records.duckdb", read_only=True)
 
 
@@ -75,13 +78,15 @@ def query(
 
 
 def _write_store(data_dir: Path) -> Any:
-    from netdistill.manager.client import ManagerClient
     from netdistill.manager.discovery import read_manager_info
-    from netdistill.store.duckdb import DuckDBStore
 
     info = read_manager_info(data_dir)
     if info is not None:
+        from netdistill.manager.client import ManagerClient
+
         return ManagerClient(info)
+    from netdistill.store.duckdb import DuckDBStore
+
     return DuckDBStore(data_dir / "records.duckdb")
 
 

@@ -67,14 +67,24 @@ def run(
             help="Collect NetFlow/IPFIX here with no scheme to write (as nfcapd -p).",
         ),
     ] = None,
-    no_demo: Annotated[
-        bool, typer.Option("--no-demo", help="Leave the synthetic exporters out.")
-    ] = False,
+    demo: Annotated[
+        bool,
+        typer.Option(help="Start the synthetic devices of the scheme's demo section."),
+    ] = True,
     ui_port: Annotated[
         int | None, typer.Option("--ui-port", help="API/console port (default 8080).")
     ] = None,
     duration: Annotated[
         float | None, typer.Option("--duration", help="Stop by itself after this many seconds.")
+    ] = None,
+    metrics_listen: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-listen",
+            metavar="HOST:PORT",
+            help="Also serve /metrics here, with no token, for Prometheus "
+            "(manager.metrics_listen).",
+        ),
     ] = None,
 ) -> None:
     """Manager + embedded store + local gatherer in one process. Ctrl-C stops cleanly."""
@@ -82,11 +92,17 @@ def run(
 
     with errors():
         scheme = _scheme_for_run(config, netflow)
+        changes: dict[str, Any] = {}
         if ui_port is not None:
-            scheme = scheme.model_copy(
-                update={"manager": scheme.manager.model_copy(update={"api_port": ui_port})}
+            changes["api_port"] = ui_port
+        if metrics_listen is not None:
+            changes["metrics_listen"] = metrics_listen
+        if changes:  # validated as the scheme's own settings are
+            manager = type(scheme.manager).model_validate(
+                {**scheme.manager.model_dump(), **changes}
             )
-        system = LocalSystem(scheme, data_dir, demo=not no_demo, scheme_path=config)
+            scheme = scheme.model_copy(update={"manager": manager})
+        system = LocalSystem(scheme, data_dir, demo=demo, scheme_path=config)
         stop = threading.Event()
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
@@ -141,6 +157,8 @@ def _print_started(system: Any) -> None:
         highlight=False,
     )
     err.print(f"  console     {system.manager.api_url}/ (API described at /docs)", highlight=False)
+    if system.manager.metrics is not None:
+        err.print(f"  metrics     {system.manager.metrics.url} (no token)", highlight=False)
     if system.exporters:
         kinds = ", ".join(_device_label(device) for device in system.exporters)
         err.print(f"  demo        synthetic devices: {kinds}", highlight=False)

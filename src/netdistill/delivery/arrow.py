@@ -16,6 +16,9 @@ import pyarrow as pa
 from netdistill.records.batch import Quarantined
 from netdistill.records.quarantine import quarantine_items, quarantine_table
 
+#: the media type of an Arrow IPC stream body (requests and answers of the API)
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
 
 def table_to_ipc(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()

@@ -7,8 +7,10 @@ read an answer section: EDNS, DNSSEC and the authority/additional sections are n
 Why not dnspython's ``Message`` here: building a query and parsing its answer with
 ``dns.message`` costs about 300 µs of CPU per name on the project's machine, which caps
 a lookup at ~3,000 names/s, below what dnsmasq answers. These few functions do the same
-for one question in ~10 µs. dnspython stays in use for the rare truncated answer (TCP
-retry, ``dns.query.tcp``) and as the independent codec in the tests.
+for one question in ~10 µs. The rare truncated answer is asked again over TCP with the
+same bytes and a two-octet length prefix (``dns.py``, ``_ask_tcp``, RFC 1035 §4.2.2).
+dnspython is a test dependency only: the independent codec the tests check these
+functions against.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ entry) is cached with ``negative_ttl_s``. A worker stuck in a dead call stays bu
 until the backend library gives up; meanwhile later calls of that lookup queue behind it
 and time out the same way.
 
+Every backend call's duration goes into ``call_seconds`` (a histogram of plain data,
+``netdistill/timing.py``), shown in the status as ``latency`` and on ``/metrics``.
+
 The per-key work here (a dict probe per distinct key) is a Python loop by necessity: the
 cache is keyed by value. It runs on distinct keys of remote lookups only; local lookups
 (``cached = False``) pass the whole key table to one vectorized call.
@@ -37,6 +40,7 @@ import pyarrow as pa
 
 from netdistill.lookups.base import CacheConfig, Function, LookupConfigBase, LookupCounters
 from netdistill.records.fields import FIELD_TYPES
+from netdistill.timing import DurationHistogram
 
 Row = tuple[Any, ...]
 
@@ -98,6 +102,7 @@ class LookupRunner:
         self.config = config
         self.name = config.name
         self.counters = LookupCounters()
+        self.call_seconds = DurationHistogram()
         self.cache = AnswerCache(config.cache, clock=clock)
         self.cached: bool = bool(getattr(lookup, "cached", True)) and config.cache.size > 0
         self.keys_per_call: int | None = getattr(lookup, "keys_per_call", None)
@@ -128,6 +133,7 @@ class LookupRunner:
             "type": self.config.type,
             "cache_entries": len(self.cache),
             **{k: getattr(c, k) for k in _COUNTED},
+            "latency": self.call_seconds.snapshot(),
         }
         for key, attribute in (("backend", "counters"), ("stats", "stats")):
             figures = getattr(self.lookup, attribute, None)
@@ -205,7 +211,7 @@ class LookupRunner:
         waves = math.ceil(len(chunks) / self.workers)
         deadline = time.monotonic() + self.config.timeout_s * waves
         futures = [
-            self._pool.submit(self.lookup.call, function, keys.slice(a, b - a)) for a, b in chunks
+            self._pool.submit(self._timed_call, function, keys.slice(a, b - a)) for a, b in chunks
         ]
         self.counters.calls += len(futures)
         wait(futures, timeout=max(0.0, deadline - time.monotonic()))
@@ -235,6 +241,14 @@ class LookupRunner:
                 self.counters.misses += _all_null_rows(part)
             parts.append(part)
         return pa.concat_tables(parts), answered
+
+    def _timed_call(self, function: str, keys: pa.Table) -> pa.Table:
+        """One backend call, its duration observed (also when it fails)."""
+        started = time.perf_counter()
+        try:
+            return self.lookup.call(function, keys)
+        finally:
+            self.call_seconds.observe(time.perf_counter() - started)
 
 
 def _snapshot(figures: Any) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from netdistill import __version__
 from netdistill.console.audit import record_query
 from netdistill.delivery.arrow import (
+    ARROW_STREAM,
     ipc_to_table,
     quarantine_from_table,
     quarantine_to_table,
@@ -39,6 +40,7 @@ from netdistill.store import Store
 from netdistill.store.sandbox import QueryLimits, QueryRun
 
 __all__ = [
+    "ARROW_STREAM",
     "body_table",
     "create_app",
     "ipc_to_table",
@@ -46,8 +48,6 @@ __all__ = [
     "quarantine_to_table",
     "table_to_ipc",
 ]
-
-ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
 
 class QueryRequest(BaseModel):

@@ -1,7 +1,9 @@
 """A client of a running manager's API, used by the CLI and by remote gatherers.
 
 It offers the same calls as a ``Store`` (query, commit, fields …), so the CLI treats a
-running manager and a store file alike.
+running manager and a store file alike. It imports the wire helpers from
+``delivery/arrow.py``, not from the API module, so a client loads no web framework
+(``netdistill query`` starts faster).
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ from typing import Any
 import httpx
 import pyarrow as pa
 
-from netdistill.errors import StoreError
-from netdistill.manager.api import (
+from netdistill.delivery.arrow import (
     ARROW_STREAM,
     ipc_to_table,
     quarantine_to_table,
     table_to_ipc,
 )
+from netdistill.errors import StoreError
 from netdistill.manager.discovery import ManagerInfo, client_verify
 from netdistill.records.batch import Quarantined
 

@@ -13,8 +13,6 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 FILE_NAME = "manager.json"
 
 
@@ -71,6 +69,8 @@ def read_manager_info(data_dir: Path, *, check_alive: bool = True) -> ManagerInf
         return None
     except PermissionError:
         pass
+    import httpx  # here: a data directory with no manager needs no HTTP client
+
     try:
         response = httpx.get(
             f"{info.api}/api/status",

@@ -28,7 +28,7 @@ from netdistill.manager.discovery import (
     write_manager_info,
 )
 from netdistill.manager.jobs import Every
-from netdistill.manager.monitor import Monitor
+from netdistill.manager.monitor import MetricsListener, Monitor
 from netdistill.manager.windows import WindowJob
 from netdistill.reports.api import reports_router
 from netdistill.scheme.models import ManagerConfig
@@ -114,9 +114,11 @@ class Manager:
         self.windows = WindowJob(store, config.windows)
         self.monitor = Monitor(store, config.monitor, status_fn=self.status, admin_token=self.token)
         self.console = Console(store, token=self.token)
+        self.monitor.window_late_fn = self.windows.late_records
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.api_url = ""
+        self.metrics: MetricsListener | None = None
 
     def status(self) -> dict[str, Any]:
         return {
@@ -177,6 +179,7 @@ class Manager:
         config = uvicorn.Config(
             app,
             log_level="warning",
+            log_config=None,  # uvicorn's records go through the CLI's handler (json too)
             access_log=False,
             lifespan="off",
             # uvicorn believes X-Forwarded-* from 127.0.0.1 unless told otherwise: a local
@@ -197,6 +200,15 @@ class Manager:
         deadline = time.time() + 10
         while not self._server.started and time.time() < deadline:
             time.sleep(0.01)
+        if self.config.metrics_listen:
+            from netdistill.sources.listen import parse_listen_address
+
+            try:
+                host, port = parse_listen_address(self.config.metrics_listen, default_port=9108)
+            except ValueError as exc:
+                raise OSError(f"manager.metrics_listen: {exc}") from None
+            self.metrics = MetricsListener(self.monitor, host, port)
+            self.metrics.start()
         write_manager_info(
             self.data_dir,
             ManagerInfo(os.getpid(), self.api_url, self.token, ca=tls.cert if tls else None),
@@ -230,6 +242,8 @@ class Manager:
 
     def stop(self) -> None:
         remove_manager_info(self.data_dir, os.getpid())
+        if self.metrics is not None:
+            self.metrics.stop()
         self.aging.stop()
         if self.stages is not None:
             self.stages.stop()

@@ -11,11 +11,15 @@ heartbeat arrives again. Alerts live in the ``alerts`` table (so they survive a 
 and ``netdistill query`` sees them), are logged, and are served by ``GET /api/alerts``.
 
 ``GET /metrics`` is the Prometheus text format (prometheus-client, a registry of the
-monitor's own, filled at scrape time): per-gatherer up, last seen, uptime, spool depth
-and age, records, errors and drops by source and reason; the manager's own commits (from
-``_commits``); the local pipeline's sources (from the manager's status); open alerts and
-the last closed window. Every route needs the manager's bearer token, ``/metrics`` too
-(Prometheus: ``authorization: {credentials_file: …}``).
+monitor's own, filled at scrape time; the families are listed in ``metrics.py``):
+gatherers (the local pipeline of ``run`` included), sources, sequence loss per exporter,
+lookups, stages, windows, alerts, build info and the process. On the API port every
+route needs the manager's bearer token or a console session, ``/metrics`` too. For a
+scraper that has neither, ``manager.metrics_listen: 127.0.0.1:9108`` (or
+``--metrics-listen``) opens a second listener that serves ``/metrics`` only, with no
+authentication (``MetricsListener``); it is off by default, since metrics name the
+deployment's gatherers, sources and exporters and a fixed default port would collide
+between two managers on one host.
 
 Gatherers are known from their heartbeats only: after a manager restart, one that never
 comes back is not alerted on again, but its alert left open stays open.
@@ -33,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -123,6 +128,10 @@ class Monitor:
         self._clock = clock
         self._lock = threading.Lock()
         self._gatherers: dict[str, GathererState] = {}
+        #: ``WindowJob.late_records`` (set by the manager), asked at most once a minute
+        self.window_late_fn: Callable[[], int] | None = None
+        self._window_late: tuple[float, int] | None = None
+        self.registry = _registry(self)
         ensure_tables(store)
         rows = store.query(
             "SELECT id, subject FROM alerts WHERE kind = $kind AND cleared_at IS NULL",
@@ -229,7 +238,26 @@ class Monitor:
             commits=commits,
             status=self.status_fn(),
             open_alerts=len(self._open),
+            window_late_records=self._late_records(),
         )
+
+    def _late_records(self) -> int | None:
+        """A join of records with windows: cached for 60 s, so a 15-s scrape stays cheap."""
+        if self.window_late_fn is None:
+            return None
+        now = time.monotonic()
+        if self._window_late is None or now - self._window_late[0] >= 60.0:
+            try:
+                self._window_late = (now, self.window_late_fn())
+            except Exception:
+                log.exception("counting late records failed")
+                return None
+        return self._window_late[1]
+
+    def metrics_text(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
 
     def _authorize_heartbeat(self, request: Request, gatherer: str) -> None:
         """The manager's own token, or the named gatherer's credential."""
@@ -268,10 +296,8 @@ class Monitor:
 
     def router(self) -> APIRouter:
         """``GET /api/gatherers``, ``GET /api/alerts``, ``GET /metrics`` (behind the token)."""
-        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+        from prometheus_client import CONTENT_TYPE_LATEST
 
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(self)
         router = APIRouter()
 
         @router.get("/api/gatherers")
@@ -284,6 +310,74 @@ class Monitor:
 
         @router.get("/metrics")
         def get_metrics() -> Response:
-            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+            return Response(self.metrics_text(), media_type=CONTENT_TYPE_LATEST)
 
         return router
+
+
+def _registry(monitor: Monitor) -> Any:
+    """The monitor's families, the process (CPU, memory, files), Python and its GC."""
+    from prometheus_client import (
+        GCCollector,
+        PlatformCollector,
+        ProcessCollector,
+    )
+    from prometheus_client.registry import CollectorRegistry
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(monitor)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+class MetricsListener:
+    """``manager.metrics_listen``: ``GET /metrics`` with no authentication on its own
+    address, for Prometheus; every other path is 404. One daemon thread; ``stop`` closes
+    the socket."""
+
+    def __init__(self, monitor: Monitor, host: str, port: int) -> None:
+        import socket
+
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?", 1)[0] != "/metrics":
+                    self.send_error(404, "only /metrics is served here")
+                    return
+                body = monitor.metrics_text()
+                self.send_response(200)
+                self.send_header("content-type", CONTENT_TYPE_LATEST)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("metrics listener: " + format, *args)
+
+        class Server(ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            daemon_threads = True
+
+        try:
+            self._server = Server((host, port), Handler)
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"cannot serve metrics on {host}:{port}: {exc.strerror}"
+            ) from None
+        address = self._server.server_address
+        bound_host, self.port = str(address[0]), int(address[1])
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        self.url = f"http://{shown}:{self.port}/metrics"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -194,6 +194,8 @@ def serve_manager(scheme_path: Path, data_dir: Path) -> None:
     process.start()
     try:
         print(f"manager API on {process.manager.api_url}", file=sys.stderr, flush=True)
+        if process.manager.metrics is not None:
+            print(f"metrics on {process.manager.metrics.url}", file=sys.stderr, flush=True)
         while not stop.wait(1.0):
             pass
     finally:

@@ -69,6 +69,20 @@ class ManagerConfig(Model):
         description="how much bad input each source may store (a source's own "
         "quarantine block overrides keys); beyond it rejects are only counted",
     )
+    metrics_listen: str | None = Field(
+        None,
+        description="HOST:PORT serving /metrics with no authentication, for Prometheus "
+        "(e.g. 127.0.0.1:9108); off when unset (docs/monitoring.md)",
+    )
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics_address(cls, value: str | None) -> str | None:
+        from netdistill.sources.listen import parse_listen_address
+
+        if value is not None:
+            parse_listen_address(value, default_port=9108)  # ValueError names the problem
+        return value
 
 
     @field_validator("trusted_proxies")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
@@ -18,6 +19,7 @@ from fastapi import APIRouter, HTTPException
 from netdistill.manager.jobs import Every
 from netdistill.stages.base import ManagerStage, StageContext, ensure_state_table
 from netdistill.stages.registry import STAGES
+from netdistill.timing import DurationHistogram
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ class StageRunner:
         self.stages = insert_rating_stage(self.stages, context, self.run_once)
         self.errors: dict[str, str] = {}
         self.rounds = 0
+        self.round_seconds = {stage.name: DurationHistogram() for stage in self.stages}
+        self.last_round_s: dict[str, float] = {}
         self._lock = threading.Lock()  # run_once from the job and from the API/tests
         self._job = Every(interval_s, self.run_once, name="stages")
         ensure_state_table(context.store)
@@ -59,12 +63,16 @@ class StageRunner:
         with self._lock:
             now = self.context.clock()
             for stage in self.stages:
+                started = time.perf_counter()
                 try:
                     out[stage.name] = stage.run_once(now)
                     self.errors.pop(stage.name, None)
                 except Exception as exc:
                     self.errors[stage.name] = f"{type(exc).__name__}: {exc}"
                     log.exception("stage %s failed; will try again", stage.name)
+                elapsed = time.perf_counter() - started
+                self.last_round_s[stage.name] = elapsed
+                self.round_seconds[stage.name].observe(elapsed)
             self.rounds += 1
         return out
 
@@ -80,13 +88,24 @@ class StageRunner:
             self._job.stop()
 
     def status(self) -> dict[str, Any]:
-        return {
-            "rounds": self.rounds,
-            "stages": [
-                {**stage.status(), "name": stage.name, "error": self.errors.get(stage.name, "")}
-                for stage in self.stages
-            ],
-        }
+        stages = [
+            {
+                **stage.status(),
+                "name": stage.name,
+                "error": self.errors.get(stage.name, ""),
+                "last_round_s": self.last_round_s.get(stage.name),
+                "round_seconds": self.round_seconds[stage.name].snapshot(),
+            }
+            for stage in self.stages
+        ]
+        if any(isinstance(s.get("watermark"), int) for s in stages):
+            high = self.context.store.query(
+                "SELECT coalesce(max(record_id), 0) AS m FROM records"
+            ).to_pylist()[0]["m"]
+            for s in stages:
+                if isinstance(s.get("watermark"), int):
+                    s["lag_records"] = max(0, int(high) - s["watermark"])
+        return {"rounds": self.rounds, "stages": stages}
 
 
 def stages_router(runner: StageRunner) -> APIRouter:
