@@ -399,10 +399,10 @@ def test_pops_feed_central_through_a_cut_link_and_a_kill(site: Site, tmp_path: P
         wait_for(f"{pop} rolled up its sessions", closed)
         flows_done = wait_for(
             f"{pop} aggregated its flows",
-            lambda pop=pop: site.query(pop, "select coalesce(sum(bytes), 0) b from agg_hosts")[0][
-                "b"
-            ]
-            == sum(flow_truth[pop].values()),
+            lambda pop=pop: (
+                site.query(pop, "select coalesce(sum(bytes), 0) b from agg_hosts")[0]["b"]
+                == sum(flow_truth[pop].values())
+            ),
         )
         assert flows_done
 
@@ -441,7 +441,8 @@ def test_pops_feed_central_through_a_cut_link_and_a_kill(site: Site, tmp_path: P
 
     def central_closed() -> list[dict[str, Any]] | None:
         periods = site.query("central", "select max(period) m from rollup_daily_periods")
-        return rollup_rows(site, "central") if periods[0]["m"] and periods[0]["m"] >= last_day else None
+        done = periods[0]["m"] is not None and periods[0]["m"] >= last_day
+        return rollup_rows(site, "central") if done else None
 
     central = wait_for("the centre closed every day", central_closed)
     got = sorted((r["period"], r["account_id"], r["bytes"], r["us"], r["records"]) for r in central)
