@@ -454,12 +454,12 @@ def test_pops_feed_central_through_a_cut_link_and_a_kill(site: Site, tmp_path: P
             f" from rollup_daily_pops where pop = '{pop}' order by all",
         )
         assert at_centre == pops_rows[pop]
-    aggregated = site.query(
+    agg_rows = site.query(
         "central", "select pop, cast(src_ip as varchar) ip, sum(bytes) b from pop_agg_hosts"
         " group by all",
     )  # fmt: skip
     for pop in POPS:
-        mine = {r["ip"]: r["b"] for r in aggregated if r["pop"] == pop}
+        mine = {r["ip"]: r["b"] for r in agg_rows if r["pop"] == pop}
         assert mine == flow_truth[pop], pop
     commits = site.query(
         "central", "select count(*) n, count(distinct src_ip) k from pop_agg_hosts"
