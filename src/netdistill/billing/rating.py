@@ -158,6 +158,8 @@ class RatingStage:
             parts: list[str] = []
             for rated, rollup in self.rollups:
                 parts += rollup_usage_sql(rollup, rated.direction, self.pairs, rating_round)
+                if rollup.pops:  # a central rollup of POPs: no records of its own are late
+                    continue
                 parts.append(
                     late_usage_sql(
                         rollup,

@@ -14,8 +14,11 @@ from dataclasses import dataclass
 RECORDS = 1
 #: quarantined input: the payload is an Arrow IPC stream of ``arrow.quarantine_to_table``
 QUARANTINE = 2
+#: a stage's output forwarded by a point-of-presence manager to its parent
+#: (``hierarchy/``): an Arrow IPC stream whose schema metadata names the stage
+STAGE_OUTPUT = 3
 
-KINDS = {RECORDS: "records", QUARANTINE: "quarantine"}
+KINDS = {RECORDS: "records", QUARANTINE: "quarantine", STAGE_OUTPUT: "stage output"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,11 @@ still acknowledges the entries committed before it (with ``commit_many``: before
 group; a refused entry is found while its group is built, so the group before it is
 committed first).
 
+Stage-output entries (kind ``STAGE_OUTPUT``: a point-of-presence manager forwarding
+roll-up periods and aggregate rows, docs/hierarchy.md) go to ``stage_output``
+(``hierarchy/receive.py``), idempotent on (origin, seq) the same way; a manager without
+one refuses them for good.
+
 Quarantine entries are made idempotent with a marker commit on the origin
 ``G/source#quarantine``: the items are inserted only when that (origin, seq) was not
 committed before, in the same transaction as the marker, with one columnar insert. The
@@ -37,7 +42,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from netdistill.delivery.ack import refusal_answer
-from netdistill.delivery.entry import QUARANTINE, RECORDS
+from netdistill.delivery.entry import QUARANTINE, RECORDS, STAGE_OUTPUT
 from netdistill.delivery.wire import decode_records, decode_table, unpack_entries
 from netdistill.errors import BatchRefused
 from netdistill.manager.auth import GathererAuth
@@ -61,9 +66,12 @@ class Ingest:
         process: Callable[[str, pa.Table], pa.Table] | None = None,
         *,
         quarantine_payload_bytes: int = 2048,
+        stage_output: Callable[[str, str, int, bytes], int] | None = None,
     ) -> None:
         self.store = store
         self.process = process
+        #: ``(gatherer, origin, seq, payload) → rows`` for ``STAGE_OUTPUT`` entries
+        self.stage_output = stage_output
         self.quarantine_payload_bytes = quarantine_payload_bytes
         self._lock = threading.Lock()  # one gatherer request commits at a time, in order
         self.batches: dict[str, int] = {}
@@ -155,6 +163,10 @@ class Ingest:
                 sequence=seq,
             )
             return 0
+        if kind == STAGE_OUTPUT and self.stage_output is not None:
+            n = self.stage_output(gatherer, origin, seq, bytes(payload))
+            self.batches[gatherer] = self.batches.get(gatherer, 0) + 1
+            return n
         raise BatchRefused(f"entry {seq}: unknown entry kind {kind}", seq=seq)
 
     def status(self) -> dict[str, Any]:

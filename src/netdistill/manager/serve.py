@@ -27,6 +27,8 @@ from netdistill.console.scheme_pages import scheme_pages_router
 from netdistill.delivery.pipeline import Pipeline
 from netdistill.enhance.config import check_procedures_change
 from netdistill.enhance.plan import build_enhancer
+from netdistill.hierarchy.link import UpstreamLink
+from netdistill.hierarchy.receive import StageReceiver
 from netdistill.manager.auth import GathererAuth
 from netdistill.manager.ingest import Ingest, ingest_router
 from netdistill.manager.main import Manager
@@ -49,6 +51,7 @@ class ManagerProcess:
     plan: PlanService = field(init=False)
     manager: Manager = field(init=False)
     local: Pipeline | None = field(default=None, init=False)
+    upstream: UpstreamLink | None = field(default=None, init=False)
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -61,12 +64,27 @@ class ManagerProcess:
         self.auth = GathererAuth(lambda: self.plan.scheme, self.scheme_path.parent)
         # procedures run here, on the manager, for every source (a gatherer's included)
         self.enhancer = build_enhancer(scheme, self.store)
+        # --- hierarchy (docs/hierarchy.md): the one place POP and central parts are wired.
+        # As a central manager, POPs deliver stage output through /api/ingest (received
+        # here); as a POP, chosen stages write their output to the upstream outbox in
+        # their own transactions, and the link spools and forwards it to the parent.
+        self.receiver = StageReceiver(self.store, lambda: self.plan.scheme)
+        if scheme.upstream is not None:
+            self.upstream = UpstreamLink(
+                self.store,
+                scheme.upstream,
+                data_dir=self.data_dir,
+                base_dir=self.scheme_path.parent,
+            )
         self.ingest = Ingest(
             self.store,
             self.enhancer,
             quarantine_payload_bytes=scheme.manager.quarantine.payload_bytes,
+            stage_output=self.receiver.commit,
         )
-        stages = StageRunner.for_scheme(self.store, scheme, self.data_dir, self.enhancer)
+        stages = StageRunner.for_scheme(
+            self.store, scheme, self.data_dir, self.enhancer, outbox=self._outbox()
+        )
         self.manager = Manager(
             self.store, scheme.manager, data_dir=self.data_dir, status=self._status, stages=stages
         )
@@ -93,6 +111,11 @@ class ManagerProcess:
             self._start_local([self._new_source(s, scheme) for s in local], scheme)
         self._start_monitor()
         self.manager.start()
+        if self.upstream is not None:
+            self.upstream.start()
+
+    def _outbox(self) -> Any:
+        return self.upstream.outbox if self.upstream is not None else None
 
     def _new_source(self, config: Any, scheme: Scheme) -> Any:
         context = SourceContext(self.data_dir / "state", scheme.manager.queue_datagrams)
@@ -136,7 +159,9 @@ class ManagerProcess:
                 self.local.change_sources(remove, added, enhancer)
             elif added:
                 self._start_local(added, new)
-            stages = StageRunner.for_scheme(self.store, new, self.data_dir, enhancer)
+            stages = StageRunner.for_scheme(
+                self.store, new, self.data_dir, enhancer, outbox=self._outbox()
+            )
         if self.local is not None:
             self.local.interval_s = new.manager.commit_interval_s
             self.local.max_datagrams = new.manager.max_batch_datagrams
@@ -168,6 +193,8 @@ class ManagerProcess:
                 "last_reload_error": self.plan.last_reload_error,
             },
             "refused_gatherers": self.auth.refused,
+            "pops": self.receiver.status(),
+            **({"upstream": self.upstream.status()} if self.upstream is not None else {}),
             **(self.local.status() if self.local is not None else {}),
         }
 
@@ -175,6 +202,8 @@ class ManagerProcess:
         if self.local is not None:
             self.local.stop()
         self.manager.stop()
+        if self.upstream is not None:  # after the stages: their last output is spooled
+            self.upstream.stop()
         if self.enhancer is not None:
             self.enhancer.close()
         self.store.close()

@@ -22,6 +22,7 @@ from pydantic import (
 from netdistill.billing.config import RatingConfig
 from netdistill.enhance.config import LookupsSection, ProceduresSection
 from netdistill.gatherer.config import GathererConfig, TlsConfig
+from netdistill.hierarchy.config import UpstreamConfig
 from netdistill.manager.monitor import MonitorConfig
 from netdistill.manager.windows import WindowsConfig
 from netdistill.scheme.secrets import Secret
@@ -153,6 +154,9 @@ class Scheme(Model):
     stages: StagesSection = Field(default_factory=list)
     procedures: ProceduresSection = Field(default_factory=list)
     rating: RatingConfig | None = Field(None, description="prices and invoices (docs/rating.md)")
+    upstream: UpstreamConfig | None = Field(
+        None, description="forward chosen stages' output to a parent manager (docs/hierarchy.md)"
+    )
 
     @model_validator(mode="after")
     def _unique_source_names(self) -> Scheme:
@@ -166,4 +170,6 @@ class Scheme(Model):
         check_references(self)
         if self.rating is not None:
             self.rating.check_in_scheme(self)
+        if self.upstream is not None:
+            self.upstream.check_in_scheme(self)
         return self

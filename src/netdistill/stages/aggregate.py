@@ -23,7 +23,8 @@ Output:
   aggregated again, merged, alerted on. Accumulator names that are not fields of
   ``records`` yet are added to it.
 
-Forwarding aggregated records to a parent manager is not done here yet.
+A POP manager forwards a stage's output to its parent when its ``upstream: stages``
+names it (docs/hierarchy.md): the emitted rows join the outbox in the same transaction.
 
 Accumulators are ``out: "function(field)"`` with function one of sum, count (``count()``
 counts records, ``count(field)`` its non-null values), min, max, avg, count_distinct,
@@ -346,6 +347,9 @@ class AggregateStage:
                     tx.insert_arrow(self.table, rows)
                 else:
                     tx.insert_records(rows)
+                if self.context.outbox is not None:
+                    meta = {"type": "aggregate", "output": self.config.output}
+                    self.context.outbox(tx, self.name, rows, meta)
             self._save_state(tx, changes)
             save_watermark(tx, self.name, high)
         committed = getattr(self.context.enhance, "committed", None)

@@ -64,6 +64,10 @@ class StageContext:
     #: trigger is the stage, as the pipeline does for a source; identity when none
     enhance: Callable[[str, pa.Table], pa.Table] = field(default=lambda _name, table: table)
     clock: Callable[[], float] = time.time
+    #: ``outbox(tx, stage, rows, meta)``: called inside the transaction that commits a
+    #: stage's output, so that a POP forwards exactly that output to its parent
+    #: (``hierarchy/outbox.py``); None when the manager has no ``upstream:``
+    outbox: Callable[[StoreWriter, str, pa.Table, dict[str, Any]], None] | None = None
 
 
 _STATE_DDL = """

@@ -53,6 +53,12 @@ Scheme::
         grace_s: 300
         export: {directory: exports, formats: [csv, jsonl], url: null, timeout_s: 10}
 
+On a central manager, ``pops: [pop-east, pop-west]`` makes the rollup sum the periods
+those points of presence forward (their rollup of the same name, ``upstream:`` on the
+POP) instead of reading records: ``hierarchy/receive.py``, docs/hierarchy.md. A POP
+whose ``upstream: stages`` names the rollup forwards each closed period: its account
+rows join the outbox in the transaction that closes it.
+
 API: ``GET /api/rollups/<name>/periods``, ``GET /api/rollups/<name>/periods/<period>``,
 ``POST /api/rollups/<name>/periods/<period>/resend?target=file|http``.
 """
@@ -63,7 +69,7 @@ import json
 import logging
 import re
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -92,6 +98,9 @@ from netdistill.stages.rollup_store import (
     table_names,
     time_expression,
 )
+
+if TYPE_CHECKING:
+    from netdistill.hierarchy.receive import PopRollup
 
 log = logging.getLogger(__name__)
 
@@ -137,12 +146,36 @@ class RollupConfig(StageConfigBase):
     grace_s: float = Field(300.0, ge=0, description="wait after a period's end to close it")
     max_periods_per_run: PositiveInt = Field(1000, description="bound of one catch-up step")
     export: ExportConfig = Field(default_factory=ExportConfig)
+    pops: list[str] | None = Field(
+        None,
+        description="central manager: sum the periods these POPs forward instead of "
+        "reading records (docs/hierarchy.md)",
+    )
 
     def references(self) -> list[str]:
         return [self.input] if self.input else []
 
+    def check_in_scheme(self, scheme: Any) -> None:
+        """Each POP named in ``pops`` is a gatherer of the scheme (its credential)."""
+        known = {g.name for g in getattr(scheme, "gatherers", [])}
+        for pop in self.pops or ():
+            if pop not in known:
+                error = ValueError(
+                    f"stage {self.name!r}: pops: {pop!r} is not in gatherers: (a POP delivers "
+                    "as a gatherer with its own token; known: "
+                    f"{', '.join(sorted(known)) or 'none'})"
+                )
+                error.key = "pops"  # type: ignore[attr-defined]
+                error.value = pop  # type: ignore[attr-defined]
+                raise error
+
     @model_validator(mode="after")
     def _check(self) -> RollupConfig:
+        if self.pops is not None:
+            if not self.pops or len(set(self.pops)) != len(self.pops):
+                raise ValueError("pops: name each POP once, at least one")
+            if self.input is not None:
+                raise ValueError("pops: a rollup of POPs reads no records; drop 'input'")
         for name in (self.account, self.company):
             if name is not None and not _FIELD.match(name):
                 raise ValueError(f"field name {name!r}: letters, digits and _ only")
@@ -210,11 +243,16 @@ class RollupStage:
         self._earliest: datetime | None = None  # of the records read, before a close
         self._scanned = False
         self.last_counts: dict[str, int] = {}
+        self.central: PopRollup | None = None
+        if config.pops:
+            from netdistill.hierarchy.receive import PopRollup
+
+            self.central = PopRollup(self)
 
     def ensure_tables(self) -> None:
         fields = {f.name for f in self.store.fields}
         for role, name in (("account", self.config.account), ("company", self.config.company)):
-            if name is not None and name not in fields:
+            if name is not None and name not in fields and self.central is None:
                 raise StoreError(
                     f"rollup {self.name!r}: records have no field {name!r} (its {role}); "
                     "add it (a procedure's add_fields, or `netdistill fields add`)"
@@ -230,6 +268,8 @@ class RollupStage:
                 (self.name, self.config.model_dump_json(context={"secrets": "stored"}), tx.now),
             )
         self._check_columns()
+        if self.central is not None:
+            self.central.ensure_tables()
 
     def _check_columns(self) -> None:
         _, accounts, companies = table_names(self.name)
@@ -298,6 +338,8 @@ class RollupStage:
         return starts
 
     def run_once(self, now: float) -> dict[str, int]:
+        if self.central is not None:  # a central rollup: sums what the POPs forward
+            return self.central.run_once(now)
         watermark, state = load_watermark(self.store, self.name)
         row = self.store.query("SELECT max(record_id) AS m FROM records").column("m")[0]
         high = max(watermark, int(row.as_py() or 0))
@@ -402,6 +444,8 @@ class RollupStage:
                 tx.insert_arrow(accounts_table, accounts)
             if companies is not None:
                 tx.insert_arrow(companies_table, companies)
+            if self.context.outbox is not None:  # a POP forwards each closed period
+                self._forward(tx, period_rows, accounts)
             save_watermark(tx, self.name, high, state)
         self.closed += len(period_rows)
         for p in period_rows:
@@ -412,6 +456,32 @@ class RollupStage:
                 p["records"],
                 p["accounts"],
             )
+
+    def _forward(
+        self, tx: Any, period_rows: list[dict[str, Any]], accounts: pa.Table | None
+    ) -> None:
+        """Each closed period's account rows to the outbox (``hierarchy/outbox.py``)."""
+        assert self.context.outbox is not None
+        for p in period_rows:
+            rows = (
+                accounts.filter(pc.equal(accounts.column("period"), p["period"]))
+                if accounts is not None
+                else pa.table({c: [] for c in self.config.account_columns()})
+            )
+            meta = {
+                "type": "rollup",
+                "output": "rollup",
+                "period": p["period"],
+                "unit": self.config.period,
+                "period_start": p["period_start"].timestamp(),
+                "period_end": p["period_end"].timestamp(),
+                "closed_at": tx.now,
+                "records": p["records"],
+                "bytes": p["bytes"],
+                "accounts": p["accounts"],
+                "columns": self.config.account_columns(),
+            }
+            self.context.outbox(tx, self.name, rows, meta)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -427,6 +497,11 @@ class RollupStage:
         return {
             "type": "rollup",
             "period": self.config.period,
+            **(
+                {"pops": self.config.pops, "waiting_for": self.central.waiting_for}
+                if self.central is not None
+                else {}
+            ),
             "closed_until": plain(closed_until) if closed_until else None,
             "closed_since_start": self.closed,
             "late_records": int(state.get("late_records", 0)),

@@ -48,11 +48,12 @@ class StageRunner:
 
     @classmethod
     def for_scheme(
-        cls, store: Any, scheme: Any, data_dir: Any, enhancer: Any = None
+        cls, store: Any, scheme: Any, data_dir: Any, enhancer: Any = None, outbox: Any = None
     ) -> StageRunner:
         """The runner of ``scheme``'s stages; ``enhancer`` (the pipeline's) enriches what
-        a stage with ``output: records`` produces."""
-        context = StageContext(store, scheme, data_dir)
+        a stage with ``output: records`` produces; ``outbox`` takes the output a POP
+        forwards to its parent (``hierarchy/outbox.py``)."""
+        context = StageContext(store, scheme, data_dir, outbox=outbox)
         if enhancer is not None:
             context.enhance = enhancer
         return cls(context, interval_s=scheme.manager.stages_interval_s)

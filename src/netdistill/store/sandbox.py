@@ -90,10 +90,13 @@ ALLOWED_TABLES = frozenset(
         "billing_tiers",
     }
 )
-#: stage outputs: ``agg_<stage>`` (aggregate), ``rollup_<name>_{periods,accounts,companies}``
+#: stage outputs: ``agg_<stage>`` (aggregate), ``rollup_<name>_{periods,accounts,companies}``,
+#: and on a central manager ``rollup_<name>_{pops,pop_periods}``, ``pop_agg_<stage>``
 ALLOWED_TABLE_PATTERNS = (
     re.compile(r"^agg_[a-z0-9_]+$"),
-    re.compile(r"^rollup_[a-z0-9_]+_(periods|accounts|companies)$"),
+    re.compile(r"^rollup_[a-z0-9_]+_(periods|accounts|companies|pops|pop_periods)$"),
+    # what points of presence forwarded (docs/hierarchy.md)
+    re.compile(r"^pop_agg_[a-z0-9_]+$"),
 )
 ALLOWED_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
 #: built-ins that are not volatile but read the configuration or session state
