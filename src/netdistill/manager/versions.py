@@ -107,8 +107,8 @@ class GathererVersions:
             return ""
         message = (
             f"gatherer {gatherer!r} runs netdistill {version or '(no version sent)'}, older "
-            f"than manager.min_gatherer_version {minimum}: upgrade it to {__version__} "
-            "(the manager's version)"
+            f"than manager.min_gatherer_version {minimum}: upgrade it (the manager runs "
+            f"{__version__})"
         )
         with self._lock:
             entry = self.refused.setdefault(gatherer, {"refusals": 0})
