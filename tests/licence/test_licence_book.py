@@ -4,7 +4,7 @@ refusals counted and alerted, expiry → grace → read-only, and the community 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -195,7 +195,8 @@ def test_a_licence_row_edited_in_the_store_counts_for_nothing(tmp_path: Path) ->
     import duckdb
 
     conn = duckdb.connect(str(tmp_path / "s.duckdb"))
-    conn.execute("UPDATE licences SET text = replace(text, '\"gatherers\": 9', '\"gatherers\": 99')")
+    edit = "replace(text, '\"gatherers\": 9', '\"gatherers\": 99')"
+    conn.execute(f"UPDATE licences SET text = {edit}")
     conn.close()
     store, book = open_book(tmp_path / "s.duckdb", vendor, clock)
     assert book.licences() == [] and book.entitlements().gatherers == 2
