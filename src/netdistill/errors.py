@@ -29,11 +29,16 @@ is caught that broadly. The whole tree::
      │    └── _Unreachable          (lookups/ldap.py, private) the directory server is down
      ├── DeliveryError              a batch could not be taken on the way to the manager
      │    ├── SpoolFull             the spool is at its bound and the policy is ``block``
-     │    └── BatchRefused          a manager will never store a batch as it is (422)
+     │    ├── BatchRefused          a manager will never store a batch as it is (422)
+     │    └── GathererRefused       every manager refused this gatherer for good (licence,
+     │                              version): upgrade it or change the licence, not retry
      ├── ReportError                a report is badly defined, refused or given a bad value
      │    └── UnknownReportError    no report has this name
      ├── ExportError                an export could not be made
-     └── UserError                  a console user change that cannot be made
+     ├── UserError                  a console user change that cannot be made
+     └── LicenceError               a licence is not valid here (changed, signed by another
+                                    key, expired, not yet valid, for another installation),
+                                    or a licence limit or read-only mode refuses a change
 
 Processes never die of a ``DecodeError``: the offending input is counted and quarantined.
 Every public class is defined here, and imported from here; the two private ones stay
@@ -54,6 +59,8 @@ __all__ = [
     "FieldError",
     "FramingError",
     "GatewayError",
+    "GathererRefused",
+    "LicenceError",
     "LookupDataError",
     "LookupUnavailableError",
     "NetdistillError",
@@ -267,3 +274,22 @@ class ExportError(NetdistillError):
 
 class UserError(NetdistillError):
     """A user change that cannot be made (bad name, short password, last admin …)."""
+
+
+class GathererRefused(DeliveryError):
+    """A manager refused this gatherer for good (its licence has no room for another
+    gatherer, or the gatherer is older than ``manager.min_gatherer_version``). The
+    manager says so with ``X-Netdistill-Refusal`` on a 403 (``delivery/ack.py``)."""
+
+    def __init__(self, message: str, *, reason: str = "", manager: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.manager = manager
+
+
+# --- licences ---------------------------------------------------------------------------------
+
+
+class LicenceError(NetdistillError):
+    """A licence that is not valid here, or a change a licence limit or the read-only
+    mode of an expired licence refuses (``licence/``). The message says which and why."""

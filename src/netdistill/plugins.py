@@ -212,3 +212,45 @@ class Registry(Generic[T]):
         """The config models of every type that has one, in the order of ``names``."""
         models = [self.config_class(name) for name in self.names()]
         return [m for m in models if m is not None]
+
+
+def inventory() -> dict[str, Any]:
+    """What this process can run, for heartbeats and the manager's comparison
+    (``manager/versions.py``): each source type with the distribution and version that
+    offer it, and every distribution offering a source, lookup or stage type, with its
+    version. A registry that fails to read its entry points is named under ``errors``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from netdistill import __version__
+    from netdistill.lookups.registry import LOOKUPS
+    from netdistill.sources.registry import SOURCES
+    from netdistill.stages.registry import STAGES
+
+    def version_of(distribution: str) -> str:
+        if distribution == BUILT_IN:
+            return __version__
+        try:
+            return version(distribution)
+        except PackageNotFoundError:
+            return "?"
+
+    sources: dict[str, str] = {}
+    distributions: dict[str, str] = {}
+    errors: list[str] = []
+    for kind, registry in (("source", SOURCES), ("lookup", LOOKUPS), ("stage", STAGES)):
+        try:
+            names = registry.names()
+        except PluginError as exc:
+            errors.append(str(exc))
+            continue
+        for name in names:
+            distribution = registry.distribution(name)
+            shown = "netdistill" if distribution == BUILT_IN else distribution
+            if kind == "source":
+                sources[name] = f"{shown} {version_of(distribution)}"
+            if distribution != BUILT_IN:
+                distributions[distribution] = version_of(distribution)
+    out: dict[str, Any] = {"sources": sources, "distributions": distributions}
+    if errors:
+        out["errors"] = errors
+    return out

@@ -15,7 +15,7 @@ the manager's token, and expects:
   section, ``ADMIN_BY_CONTENT``).
 
 The role a route needs comes from ``NEEDS`` (this file's own table, not the console's
-code): admin under ``/api/users`` and ``/api/audit``, viewer for reads and for
+code): admin under ``/api/users``, ``/api/audit`` and ``/api/licences``, viewer for reads and for
 ``/api/auth/*``, operator for every other change. Path parameters name things that do
 not exist (``no-such-…``) and bodies are empty, so an allowed request is answered 404
 or 422 rather than changing the run. Pages (not in the OpenAPI document) are checked
@@ -53,7 +53,7 @@ DELIVERY_REFUSAL = "this route delivers data for scripts and gatherers: use the 
 #: (retention, ports …): an operator may get 403 "… needs admin" for such a body
 ADMIN_BY_CONTENT = {("PUT", "/api/scheme"), ("POST", "/api/scheme/rollback/{version}")}
 #: path prefixes only admins may use, whatever the method
-ADMIN_ONLY = ("/api/users", "/api/audit")
+ADMIN_ONLY = ("/api/users", "/api/audit", "/api/licences")
 
 #: a value for path parameters (others get "no-such-thing"): nothing of that name exists
 PATH_VALUES = {"name": "no-such-thing", "start": "0"}
@@ -69,6 +69,7 @@ PAGES = [
     ("/procedures/demo-routers/builder", VIEWER),
     ("/users", ADMIN),
     ("/audit", ADMIN),
+    ("/licences", ADMIN),
 ]
 #: served to anyone
 OPEN_FILES = ["/login", "/static/console.css", "/static/console.js", "/static/favicon.svg"]
@@ -127,6 +128,11 @@ def test_every_route_refused_or_allowed_by_role(run: DemoRun) -> None:
         ("PUT", "/api/procedures/{name}"),
         ("GET", "/api/reports/{name}/run"),
         ("POST", "/api/fields"),
+        ("GET", "/api/licences"),
+        ("POST", "/api/licences"),
+        ("DELETE", "/api/licences/{licence_id}"),
+        ("GET", "/api/licences/admitted"),
+        ("DELETE", "/api/licences/admitted"),
     ]:
         assert expected in templates
     assert ("POST", "/api/auth/login") in PUBLIC and len(table) >= 40

@@ -8,6 +8,7 @@ that does the work and prints.
 * ``netdistill.billing.cli`` — invoices (issued invoices and notes)
 * ``stages.py`` — stages (status of the running manager's stages, one round now)
 * ``netdistill.console.cli`` — user (console users)
+* ``netdistill.licence.cli`` — licence (install, list, remove; the vendor's keygen, issue)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ for _module in (
     "netdistill.billing.cli",
     "netdistill.cli.stages",
     "netdistill.console.cli",
+    "netdistill.licence.cli",
 ):
     importlib.import_module(_module)
 

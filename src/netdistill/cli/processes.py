@@ -237,16 +237,23 @@ def gatherer(
     ] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Collect this gatherer's sources, spool and forward them to the manager(s)."""
+    """Collect this gatherer's sources, spool and forward them to the manager(s).
+
+    Exits with status 3 when every manager refuses this gatherer for good (no room in
+    the licence, older than the managers' minimum version): restarting will not help."""
+    from netdistill.errors import GathererRefused
     from netdistill.gatherer.main import Gatherer, serve_gatherer
 
     with errors():
         if (token is None) == (token_file is None):
             raise fail("give exactly one of --token and --token-file", 2)
         secret = token if token is not None else token_file.read_text().strip()  # type: ignore[union-attr]
-        serve_gatherer(
-            Gatherer(name, manager, token=secret, data_dir=data_dir, ca=str(ca) if ca else None)
-        )
+        try:
+            serve_gatherer(
+                Gatherer(name, manager, token=secret, data_dir=data_dir, ca=str(ca) if ca else None)
+            )
+        except GathererRefused as exc:
+            raise fail(str(exc), 3) from None
 
 
 @app.command()

@@ -34,6 +34,7 @@ NAV = [
     ("/invoices", "Invoices", Role.viewer),
     ("/users", "Users", Role.admin),
     ("/audit", "Audit log", Role.admin),
+    ("/licences", "Licences", Role.admin),
     ("/docs", "API", Role.viewer),
 ]
 
@@ -80,6 +81,7 @@ def mount_pages(app: FastAPI, access: Access) -> None:
         ("/reports", "reports.html", Role.viewer),
         ("/users", "users.html", Role.admin),
         ("/audit", "audit.html", Role.admin),
+        ("/licences", "licences.html", Role.admin),
     ]:
         app.add_api_route(path, simple(template, role), include_in_schema=False)
 

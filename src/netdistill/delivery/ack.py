@@ -22,6 +22,15 @@ The manager commits the entries of a request in order and answers:
   ``netdistill fields add``), never in a hot loop. The entry is not deleted.
 * ``401``/``403`` — the gatherer's credential is refused (``manager/auth.py``); retried
   with back-off, since an operator fixes it on the manager.
+* ``403`` with ``X-Netdistill-Refusal: licence`` or ``version`` — the gatherer itself is
+  refused for good: the licence has no room for another gatherer, or it is older than
+  ``manager.min_gatherer_version`` (``manager/versions.py``); ``detail`` says which and
+  what to do. Nothing is acknowledged; the gatherer raises ``errors.GathererRefused``,
+  logs it, shows it in its status, keeps its spool and asks that manager again only
+  every ``refused_retry_s``; refused by every manager at start, it exits.
+
+Every request of a gatherer (plan, delivery, heartbeat) carries its version in
+``X-Netdistill-Version``.
 
 Anything else (a transport error, no JSON) acknowledges nothing and is retried.
 A refusal is raised as ``errors.BatchRefused`` on both sides.
@@ -33,6 +42,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from netdistill.errors import BatchRefused
+
+#: every gatherer request: the gatherer's netdistill version
+VERSION_HEADER = "X-Netdistill-Version"
+#: on a 403: the manager refuses this gatherer for good (``licence`` or ``version``)
+REFUSAL_HEADER = "X-Netdistill-Refusal"
 
 
 def refusal_answer(refusal: BatchRefused, acked: int) -> dict[str, Any]:

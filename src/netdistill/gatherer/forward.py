@@ -16,6 +16,11 @@ the spool; that manager is tried again only every ``refused_retry_s``, since it 
 refuse the same bytes until an operator fixes its registry. Until then the entries
 behind it wait for that manager (in order: nothing is skipped) while the other one
 gets everything.
+
+A refusal of the gatherer itself (403 ``X-Netdistill-Refusal``: no room in the licence,
+older than the manager's minimum version) is handled the same way: logged once as an
+error with the manager's message, shown in the status (``refused_gatherer``), the spool
+kept, and that manager asked again only every ``refused_retry_s``.
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ from typing import Any
 
 import httpx
 
-from netdistill.delivery.ack import Answer
+from netdistill import __version__
+from netdistill.delivery.ack import REFUSAL_HEADER, VERSION_HEADER, Answer
 from netdistill.delivery.entry import Entry
 from netdistill.delivery.wire import pack_entries
-from netdistill.errors import BatchRefused
+from netdistill.errors import BatchRefused, GathererRefused
 from netdistill.gatherer.config import ForwardConfig
 from netdistill.gatherer.spool import Spool
 
@@ -73,6 +79,7 @@ class Forwarder:
             headers={
                 "authorization": f"Bearer {token}",
                 "content-type": "application/vnd.netdistill.batches",
+                VERSION_HEADER: __version__,
             },
             timeout=config.timeout_s,
             verify=verify,
@@ -93,6 +100,8 @@ class Forwarder:
         self.refusals = 0
         #: the entry this manager refuses now (None: none)
         self.refused: dict[str, Any] | None = None
+        #: why this manager refuses this gatherer for good ("" : it does not)
+        self.refused_gatherer = ""
 
     def start(self) -> None:
         self._thread.start()
@@ -124,6 +133,14 @@ class Forwarder:
             body: dict[str, Any] = response.json()
         except ValueError:
             body = {}
+        refusal = response.headers.get(REFUSAL_HEADER)
+        if response.status_code == 403 and refusal:
+            detail = body.get("detail") if isinstance(body, dict) else None
+            message = str(detail or response.text[:300])
+            raise GathererRefused(message, reason=refusal, manager=self.url)
+        if self.refused_gatherer:
+            log.warning("manager %s accepts this gatherer again", self.url)
+            self.refused_gatherer = ""
         answer = Answer.parse(response.status_code, body if isinstance(body, dict) else {})
         done = [e for e in entries if e.seq <= answer.acked]
         if done:
@@ -155,6 +172,23 @@ class Forwarder:
         while not self._stop.is_set():
             try:
                 n = self.send_once()
+            except GathererRefused as refusal:
+                if str(refusal) != self.refused_gatherer:
+                    log.error(
+                        "manager %s REFUSES this gatherer (%s): %s — the spool is kept; "
+                        "asking again every %gs",
+                        self.url,
+                        refusal.reason,
+                        refusal,
+                        self.config.refused_retry_s,
+                    )
+                self.refused_gatherer = str(refusal)
+                self.last_error = f"refused ({refusal.reason}): {refusal}"
+                self.connected = True  # it answered
+                self.backoff_s = self.config.refused_retry_s
+                self._stop.wait(self.config.refused_retry_s)
+                backoff = self.config.backoff_initial_s
+                continue
             except BatchRefused as refusal:
                 self._refused(refusal)
                 self.connected = True  # it answered
@@ -221,4 +255,5 @@ class Forwarder:
             "refused_batches": self.refused_batches,
             "refusals": self.refusals,
             "refused": self.refused,
+            "refused_gatherer": self.refused_gatherer,
         }

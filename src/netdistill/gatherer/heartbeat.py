@@ -13,6 +13,10 @@ are never queued or spooled, a late one says nothing the next one does not.
 ``sources: [{name, records, datagrams, dropped: {reason: n}, …}]`` and
 ``spool: {depth_batches, depth_bytes, oldest_age_s, dropped: {reason: n}}``. Everything
 else is kept and shown as sent.
+
+Each heartbeat also carries ``plugins`` (``plugins.inventory()``, read once: the source
+types with the distribution and version offering each, and the plugin distributions
+with their versions), which the manager compares with its own (``manager/versions.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 import httpx
 
 from netdistill import __version__
+from netdistill.delivery.ack import VERSION_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +64,8 @@ class HeartbeatSender:
         self.errors: dict[str, str] = {}
         self._previous: tuple[float, dict[str, int]] | None = None
         headers = {"authorization": f"Bearer {token}"} if token else {}
+        headers[VERSION_HEADER] = __version__
+        self._plugins: dict[str, Any] | None = None
         self._http = httpx.Client(headers=headers, timeout=timeout_s, verify=verify)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
@@ -86,8 +93,17 @@ class HeartbeatSender:
             "interval_s": self.interval_s,
             "sequence": self.sent + 1,
             "rates": self._rates(now, sources),
+            "plugins": self.plugins(),
             "status": status,
         }
+
+    def plugins(self) -> dict[str, Any]:
+        """This process's plugin inventory, read once."""
+        if self._plugins is None:
+            from netdistill.plugins import inventory
+
+            self._plugins = inventory()
+        return self._plugins
 
     def send_once(self) -> int:
         """Post one heartbeat to every manager; return how many accepted it."""

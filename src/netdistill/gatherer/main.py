@@ -7,6 +7,15 @@ sink is the spool, so a changed plan stops only the sources that changed: a stop
 pipeline drains what its source received into the spool first, then the new source
 starts; nothing is lost or doubled. One ``Forwarder`` per manager sends the spool on.
 Every second the status is written to ``<data-dir>/gatherer-status.json``.
+
+A manager may refuse the gatherer itself for good (403 with ``X-Netdistill-Refusal``:
+the licence has no room for it, or it is older than ``manager.min_gatherer_version``;
+``delivery/ack.py``). The refusal is logged as an error with the manager's message and
+shown in the status (``refused``). Refused by every manager when it starts, the gatherer
+does not start (``GathererRefused``: ``netdistill gatherer`` exits with status 3 and the
+message, and the status file says why); refused later, it keeps collecting into its
+spool and asks again every ``refused_retry_s``, so nothing is lost while an operator
+installs a licence or upgrades it.
 """
 
 from __future__ import annotations
@@ -26,11 +35,12 @@ import pyarrow as pa
 from pydantic import TypeAdapter
 
 from netdistill import __version__
+from netdistill.delivery.ack import REFUSAL_HEADER, VERSION_HEADER
 from netdistill.delivery.arrow import quarantine_to_table
 from netdistill.delivery.entry import QUARANTINE, RECORDS
 from netdistill.delivery.pipeline import Pipeline
 from netdistill.delivery.wire import encode_records, encode_table
-from netdistill.errors import SpoolFull
+from netdistill.errors import GathererRefused, SpoolFull
 from netdistill.gatherer.config import ForwardConfig, SpoolConfig
 from netdistill.gatherer.forward import Forwarder, destination_name
 from netdistill.gatherer.spool import Spool
@@ -133,6 +143,8 @@ class Gatherer:
         self.format1: Format1Entries | None = None
         self.plan_errors = 0
         self.last_plan_error = ""
+        #: manager URL → its refusal of this gatherer (plan fetch), while it refuses
+        self.refusals: dict[str, GathererRefused] = {}
         self.heartbeat: Any = None
         self.started_at = time.time()
         self._stop = threading.Event()
@@ -150,13 +162,23 @@ class Gatherer:
                 response = httpx.get(
                     f"{url}/api/plan",
                     params={"gatherer": self.name},
-                    headers={"authorization": f"Bearer {self.token}"},
+                    headers={
+                        "authorization": f"Bearer {self.token}",
+                        VERSION_HEADER: __version__,
+                    },
                     verify=self.verify,
                     timeout=10.0,
                 )
             except httpx.HTTPError as exc:
                 self.last_plan_error = f"{url}: {type(exc).__name__}: {exc}"
                 continue
+            refusal = response.headers.get(REFUSAL_HEADER)
+            if response.status_code == 403 and refusal:
+                self._refused(url, refusal, response)
+                continue
+            if url in self.refusals:
+                log.warning("manager %s accepts this gatherer again", url)
+                del self.refusals[url]
             if response.status_code == 200:
                 plan: dict[str, Any] = response.json()
                 return plan
@@ -165,6 +187,28 @@ class Gatherer:
                 log.error("manager %s refused this gatherer: %s", url, response.text[:200])
         self.plan_errors += 1
         return None
+
+    def _refused(self, url: str, reason: str, response: httpx.Response) -> None:
+        try:
+            detail = str(response.json().get("detail") or "")
+        except ValueError:
+            detail = response.text[:300]
+        refusal = GathererRefused(detail, reason=reason, manager=url)
+        if url not in self.refusals or str(self.refusals[url]) != detail:
+            log.error("manager %s REFUSES this gatherer (%s): %s", url, reason, detail)
+        self.refusals[url] = refusal
+        self.last_plan_error = f"{url}: refused ({reason}): {detail}"
+
+    def refused_by_all(self) -> GathererRefused | None:
+        """The refusal to stop with when every manager refuses this gatherer."""
+        if not self.managers or any(url not in self.refusals for url in self.managers):
+            return None
+        messages = "; ".join(f"{url}: {self.refusals[url]}" for url in self.managers)
+        reasons = {r.reason for r in self.refusals.values()}
+        return GathererRefused(
+            f"every manager refused gatherer {self.name!r}: {messages}",
+            reason=", ".join(sorted(reasons)),
+        )
 
     def _cached_plan(self) -> dict[str, Any] | None:
         try:
@@ -183,11 +227,23 @@ class Gatherer:
     def start(self, *, wait_for_plan_s: float = 60.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         old_plan = self._cached_plan()  # before a new plan replaces it (gatherer/upgrade.py)
-        plan = self.fetch_plan() or old_plan
+        plan = self.fetch_plan()
+        refused = self.refused_by_all()
+        if refused is None:
+            plan = plan or old_plan
         deadline = time.monotonic() + wait_for_plan_s
-        while plan is None and time.monotonic() < deadline and not self._stop.is_set():
+        while (
+            plan is None
+            and refused is None
+            and time.monotonic() < deadline
+            and not self._stop.is_set()
+        ):
             time.sleep(0.5)
             plan = self.fetch_plan()
+            refused = self.refused_by_all()
+        if refused is not None:
+            self._write_refused_status(refused)
+            raise refused
         if plan is None:
             raise RuntimeError(f"no plan from any manager: {self.last_plan_error}")
         settings = plan.get("settings") or {}
@@ -288,6 +344,34 @@ class Gatherer:
                 except Exception:
                     log.exception("applying plan %s failed", plan.get("version"))
 
+    def _write_refused_status(self, refused: GathererRefused) -> None:
+        """The status file of a gatherer that does not start: why."""
+        status = {
+            "gatherer": self.name,
+            "version": __version__,
+            "started": False,
+            "refused": self._refused_status(),
+            "alerts": [str(refused)],
+        }
+        path = self.data_dir / "gatherer-status.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(status))
+        os.replace(tmp, path)
+
+    def _refused_status(self) -> list[dict[str, str]]:
+        """Every manager's refusal of this gatherer (plan fetch or delivery)."""
+        out = [
+            {"manager": url, "reason": r.reason, "message": str(r)}
+            for url, r in self.refusals.items()
+        ]
+        seen = {r["manager"] for r in out}
+        for forwarder in self.forwarders:
+            if forwarder.refused_gatherer and forwarder.url not in seen:
+                out.append(
+                    {"manager": forwarder.url, "reason": "", "message": forwarder.refused_gatherer}
+                )
+        return out
+
     def _write_status(self) -> None:
         path = self.data_dir / "gatherer-status.json"
         while not self._stop.wait(1.0):
@@ -331,6 +415,8 @@ class Gatherer:
             "plan_version": self.plan.get("version"),
             "plan_errors": self.plan_errors,
             "last_plan_error": self.last_plan_error,
+            # managers refusing this gatherer for good (licence, version)
+            "refused": self._refused_status(),
             "committed_records": sum(int(p["committed_records"]) for p in pipelines),  # type: ignore[call-overload]
             "errors": sum(int(p["errors"]) for p in pipelines),  # type: ignore[call-overload]
             "last_error": next((p["last_error"] for p in pipelines if p["last_error"]), ""),
@@ -349,6 +435,10 @@ class Gatherer:
                 else {},
             },
             "alerts": (["spool full"] if spool["full"] else [])
+            + [
+                f"manager {r['manager']} refuses this gatherer: {r['message']}"
+                for r in self._refused_status()
+            ]
             + [
                 f"manager {f['url']} refuses spool entry {f['refused']['seq']}"
                 for f in self._forwarder_status()

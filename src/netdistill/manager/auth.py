@@ -4,7 +4,9 @@ The scheme keeps only the token's SHA-256 (``gatherers: [{name, token_sha256}]``
 file holding the token, so reading the scheme does not give a gatherer's credential.
 A request names its gatherer (``?gatherer=G``); the bearer token must be G's token. An
 unknown token is refused with 401, a known token used under another gatherer's name or
-a revoked gatherer with 403; every refusal is logged with the peer address.
+a revoked gatherer with 403; every refusal is logged with the peer address. A gatherer
+whose credential passed is then handed to ``admit`` (when set: the manager's licence and
+minimum-version checks, ``Manager.admit_gatherer``), which may refuse it for good.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class GathererAuth:
         self._scheme = scheme
         self._base_dir = base_dir
         self.refused = 0
+        #: called with (request, gatherer) once the credential passed; raises to refuse
+        self.admit: Callable[[Request, str], None] | None = None
 
     def _digests(self) -> dict[str, tuple[str, bool]]:
         out = {}
@@ -59,6 +63,8 @@ class GathererAuth:
             self._refuse(403, f"gatherer {name!r} at {peer} tried to deliver as {gatherer!r}")
         if revoked:
             self._refuse(403, f"revoked gatherer {name!r} at {peer} was refused")
+        if self.admit is not None:
+            self.admit(request, gatherer)
 
     def _refuse(self, status: int, message: str) -> None:
         self.refused += 1

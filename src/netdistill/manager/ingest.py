@@ -73,6 +73,9 @@ class Ingest:
         #: ``(gatherer, origin, seq, payload) → rows`` for ``STAGE_OUTPUT`` entries
         self.stage_output = stage_output
         self.quarantine_payload_bytes = quarantine_payload_bytes
+        #: (source name, records) → the records of exporters the licence admits
+        #: (``licence/admit.py``), applied before ``process``
+        self.admit: Callable[[str, pa.Table], pa.Table] | None = None
         self._lock = threading.Lock()  # one gatherer request commits at a time, in order
         self.batches: dict[str, int] = {}
         self.records: dict[str, int] = {}
@@ -135,6 +138,8 @@ class Ingest:
 
     def _records(self, origin: str, payload: Any, seq: int) -> pa.Table:
         table = decode_records(bytes(payload), self.store.fields, seq=seq)
+        if self.admit is not None and table.num_rows:
+            table = self.admit(origin.partition("/")[2], table)
         if self.process is not None and table.num_rows:
             table = self.process(origin.partition("/")[2], table)
         return table

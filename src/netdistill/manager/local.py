@@ -27,6 +27,7 @@ from netdistill.delivery.pipeline import Pipeline
 from netdistill.enhance.api import ProcedureBook, procedures_router
 from netdistill.enhance.config import check_procedures_change
 from netdistill.enhance.plan import build_enhancer
+from netdistill.licence.admit import AdmittingSink, Exporters
 from netdistill.manager.main import Manager
 from netdistill.scheme.diff import SchemeDiff
 from netdistill.scheme.load import demo_scheme_path, parse_scheme
@@ -61,9 +62,11 @@ class LocalSystem:
         for source in sources:
             ensure_fields(self.store, source.fields, source=source.name)
         enhancer = build_enhancer(self.scheme, self.store)
+        # exporters admitted by the licence (licence/admit.py) before the store
+        exporters = Exporters(lambda: self.manager.licences, lambda: self.scheme)
         self.pipeline = Pipeline(
             sources,
-            self.store,
+            AdmittingSink(self.store, exporters),
             gatherer="local",
             interval_s=config.commit_interval_s,
             max_datagrams=config.max_batch_datagrams,

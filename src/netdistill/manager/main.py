@@ -12,15 +12,19 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import uvicorn
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException, Request
+from starlette.requests import Request as StarletteRequest
 
 from netdistill import __version__
 from netdistill.console.app import Console
+from netdistill.errors import LicenceError
+from netdistill.licence.api import ReadOnlyGuard, licences_router
+from netdistill.licence.book import LicenceBook
 from netdistill.manager.api import create_app
 from netdistill.manager.discovery import (
     ManagerInfo,
@@ -29,6 +33,7 @@ from netdistill.manager.discovery import (
 )
 from netdistill.manager.jobs import Every
 from netdistill.manager.monitor import MetricsListener, Monitor
+from netdistill.manager.versions import REFUSAL_HEADER, VERSION_HEADER, GathererVersions
 from netdistill.manager.windows import WindowJob
 from netdistill.reports.api import reports_router
 from netdistill.scheme.models import ManagerConfig
@@ -97,7 +102,10 @@ class Manager:
         status: Callable[[], dict[str, Any]] | None = None,
         routers: Sequence[APIRouter] = (),
         stages: StageRunner | None = None,
+        licence_keys: Mapping[str, Any] | None = None,
     ) -> None:
+        """``licence_keys``: the keys licences are verified with, for tests only (the
+        default, None, is the vendor's built-in keys; no option or setting reaches it)."""
         self.routers = list(routers)
         #: routers behind the API guard (bearer token or a console session)
         self.guarded: list[APIRouter] = []
@@ -115,6 +123,14 @@ class Manager:
         self.monitor = Monitor(store, config.monitor, status_fn=self.status, admin_token=self.token)
         self.console = Console(store, token=self.token)
         self.monitor.window_late_fn = self.windows.late_records
+        # licences (licence/book.py) and gatherer versions (manager/versions.py)
+        self.licences = (
+            LicenceBook(store)
+            if licence_keys is None
+            else LicenceBook(store, trusted_keys=licence_keys)
+        )
+        self.versions = GathererVersions(lambda: self.config.min_gatherer_version)
+        self.monitor.compare = self.versions.compare
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.api_url = ""
@@ -132,9 +148,23 @@ class Manager:
                 "last_run": self.aging.last_run,
             },
             "windows": self.windows.status(),
+            "licence": self.licences.status(),
+            "gatherers": self.versions.status(self.monitor.gatherers()),
             **({"stages": self.stages.status()} if self.stages is not None else {}),
             **self._extra_status(),
         }
+
+    def admit_gatherer(self, request: Request, gatherer: str) -> None:
+        """A gatherer's credential was accepted: refuse it for good (403 with
+        ``X-Netdistill-Refusal``) when it is older than ``min_gatherer_version`` or the
+        licence has no room for it."""
+        refusal = self.versions.check(gatherer, request.headers.get(VERSION_HEADER))
+        if refusal:
+            raise HTTPException(403, detail=refusal, headers={REFUSAL_HEADER: "version"})
+        try:
+            self.licences.admit_gatherer(gatherer)
+        except LicenceError as exc:
+            raise HTTPException(403, detail=str(exc), headers={REFUSAL_HEADER: "licence"}) from None
 
     def start(self) -> None:
         app = create_app(
@@ -153,10 +183,19 @@ class Manager:
                     if self.stages is not None
                     else []
                 ),
+                licences_router(self.licences),
                 *self.guarded,
             ],
             access=self.console.access.authorize,
             query_limits=lambda: self.config.query,
+        )
+        # before the console's middleware, so it runs inside it
+        app.add_middleware(
+            ReadOnlyGuard,
+            book=self.licences,
+            authenticated=lambda scope: (
+                self.console.access.principal(StarletteRequest(scope)) is not None
+            ),
         )
         self.console.mount(app)
         family = socket.AF_INET6 if ":" in self.config.api_host else socket.AF_INET
@@ -217,6 +256,8 @@ class Manager:
         self.aging.start()
         self.windows.start()
         self.monitor.start()
+        self.licences.check()
+        self.licences.start()
         if self.stages is not None:
             self.stages.start()
 
@@ -249,6 +290,7 @@ class Manager:
             self.stages.stop()
         self.windows.stop()
         self.monitor.stop()
+        self.licences.stop()
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:

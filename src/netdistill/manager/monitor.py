@@ -74,6 +74,38 @@ def ensure_tables(store: Store) -> None:
     execute(store, _DDL)
 
 
+def raise_alert(store: Store, kind: str, subject: str, detail: str, now: float) -> bool:
+    """Open an alert of ``kind`` about ``subject`` unless one is open already (other
+    parts of the manager, e.g. licences, raise theirs here); True when it was raised.
+    Callers serialize their own calls for one (kind, subject)."""
+    ensure_tables(store)
+    open_ = store.query(
+        "SELECT id FROM alerts WHERE kind = $k AND subject = $s AND cleared_at IS NULL",
+        {"k": kind, "s": subject},
+    ).num_rows
+    if open_:
+        return False
+    execute(
+        store,
+        "INSERT INTO alerts SELECT coalesce(max(id), 0) + 1, to_timestamp(?), ?, ?, ?, NULL"
+        " FROM alerts",
+        (now, kind, subject, detail),
+    )
+    log.warning("ALERT %s %s: %s", kind, subject, detail)
+    return True
+
+
+def clear_alert(store: Store, kind: str, subject: str, now: float) -> None:
+    """Close the open alert of ``kind`` about ``subject``, if any."""
+    ensure_tables(store)
+    execute(
+        store,
+        "UPDATE alerts SET cleared_at = to_timestamp(?) WHERE kind = ? AND subject = ?"
+        " AND cleared_at IS NULL",
+        (now, kind, subject),
+    )
+
+
 @dataclass
 class GathererState:
     name: str
@@ -98,6 +130,7 @@ class GathererState:
             "last_seen": self.last_seen,
             "seconds_since_last": round(now - self.last_seen, 3),
             "heartbeats": self.heartbeats,
+            "version": self.heartbeat.get("version"),
             "last_heartbeat": self.heartbeat,
         }
 
@@ -123,6 +156,8 @@ class Monitor:
         #: checks a gatherer's own credential (``GathererAuth.check(request, name)``),
         #: set by the process that knows the scheme's gatherers; raises HTTPException
         self.gatherer_auth: Callable[[Any, str], None] | None = None
+        #: what differs between a heartbeat and this manager (``manager/versions.py``)
+        self.compare: Callable[[dict[str, Any]], list[str]] | None = None
         self.config = config or MonitorConfig()
         self.status_fn = status_fn
         self._clock = clock
@@ -202,7 +237,11 @@ class Monitor:
     def gatherers(self) -> list[dict[str, Any]]:
         now = self._clock()
         with self._lock:
-            return [s.as_dict(now) for s in sorted(self._gatherers.values(), key=lambda s: s.name)]
+            out = [s.as_dict(now) for s in sorted(self._gatherers.values(), key=lambda s: s.name)]
+        if self.compare is not None:
+            for gatherer in out:
+                gatherer["mismatches"] = self.compare(gatherer["last_heartbeat"])
+        return out
 
     def alerts(self, *, open_only: bool = False) -> list[dict[str, Any]]:
         where = "WHERE cleared_at IS NULL" if open_only else ""

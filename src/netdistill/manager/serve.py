@@ -29,6 +29,7 @@ from netdistill.enhance.config import check_procedures_change
 from netdistill.enhance.plan import build_enhancer
 from netdistill.hierarchy.link import UpstreamLink
 from netdistill.hierarchy.receive import StageReceiver
+from netdistill.licence.admit import AdmittingSink, Exporters
 from netdistill.manager.auth import GathererAuth
 from netdistill.manager.ingest import Ingest, ingest_router
 from netdistill.manager.main import Manager
@@ -52,6 +53,8 @@ class ManagerProcess:
     manager: Manager = field(init=False)
     local: Pipeline | None = field(default=None, init=False)
     upstream: UpstreamLink | None = field(default=None, init=False)
+    #: licence keys for tests (None: the vendor's built-in ones; no option reaches it)
+    licence_keys: Any = None
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -86,8 +89,17 @@ class ManagerProcess:
             self.store, scheme, self.data_dir, self.enhancer, outbox=self._outbox()
         )
         self.manager = Manager(
-            self.store, scheme.manager, data_dir=self.data_dir, status=self._status, stages=stages
+            self.store,
+            scheme.manager,
+            data_dir=self.data_dir,
+            status=self._status,
+            stages=stages,
+            licence_keys=self.licence_keys,
         )
+        # licences and gatherer versions (licence/, manager/versions.py)
+        self.auth.admit = self.manager.admit_gatherer
+        self.exporters = Exporters(lambda: self.manager.licences, lambda: self.plan.scheme)
+        self.ingest.admit = self.exporters
         self.manager.routers += [
             ingest_router(self.ingest, self.auth),
             plan_router(
@@ -127,7 +139,7 @@ class ManagerProcess:
         config = scheme.manager
         self.local = Pipeline(
             sources,
-            self.store,
+            AdmittingSink(self.store, self.exporters),
             gatherer="local",
             interval_s=config.commit_interval_s,
             max_datagrams=config.max_batch_datagrams,
@@ -178,7 +190,10 @@ class ManagerProcess:
         self.manager.monitor.gatherer_auth = self.auth.check
 
     def reload(self) -> None:
-        """SIGHUP."""
+        """SIGHUP (refused while an expired licence makes the manager read-only)."""
+        if self.manager.licences.read_only():
+            log.error("reload refused: %s", self.manager.licences.read_only())
+            return
         try:
             self.plan.reload(user="sighup")
         except Exception as exc:
@@ -209,13 +224,14 @@ class ManagerProcess:
         self.store.close()
 
 
-def serve_manager(scheme_path: Path, data_dir: Path) -> None:
-    """Run until SIGTERM/SIGINT; SIGHUP reloads the scheme."""
+def serve_manager(scheme_path: Path, data_dir: Path, *, licence_keys: Any = None) -> None:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads the scheme. ``licence_keys``: for tests
+    only (see ``ManagerProcess``)."""
     import signal
     import sys
     import threading
 
-    process = ManagerProcess(scheme_path, data_dir)
+    process = ManagerProcess(scheme_path, data_dir, licence_keys=licence_keys)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -75,6 +75,11 @@ class ManagerConfig(Model):
         description="HOST:PORT serving /metrics with no authentication, for Prometheus "
         "(e.g. 127.0.0.1:9108); off when unset (docs/monitoring.md)",
     )
+    min_gatherer_version: str | None = Field(
+        None,
+        description="gatherers older than this netdistill version (or sending none) are "
+        "refused with a message naming it (manager/versions.py); none by default",
+    )
 
     @field_validator("metrics_listen")
     @classmethod
@@ -85,6 +90,19 @@ class ManagerConfig(Model):
             parse_listen_address(value, default_port=9108)  # ValueError names the problem
         return value
 
+    @field_validator("min_gatherer_version")
+    @classmethod
+    def _check_min_version(cls, value: str | None) -> str | None:
+        from packaging.version import InvalidVersion, Version
+
+        if value is not None:
+            try:
+                Version(value)
+            except InvalidVersion:
+                raise ValueError(
+                    f"min_gatherer_version: {value!r} is not a version (e.g. 0.2.0)"
+                ) from None
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

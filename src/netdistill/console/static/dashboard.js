@@ -47,6 +47,10 @@
       return el("tr", { "data-gatherer": g.name },
         el("td", { text: g.name }),
         el("td", { class: g.up ? "ok" : "bad", "data-testid": "gatherer-health", text: g.up ? "up" : "silent" }),
+        // another version or other plugins than the manager's (manager/versions.py)
+        el("td", { class: (g.mismatches || []).length ? "bad" : "", "data-testid": "gatherer-version",
+                   title: (g.mismatches || []).join("\n") || "same as the manager",
+                   text: (g.version || "?") + ((g.mismatches || []).length ? " ≠ manager" : "") }),
         el("td", { text: g.seconds_since_last.toFixed(0) + " s ago" }),
         el("td", { class: "num", text: spool.depth_batches ?? "–" }),
         el("td", { class: "num", text: st.committed_records ?? st.records ?? "–" }),
@@ -56,6 +60,7 @@
       rows.unshift(el("tr", { "data-gatherer": status.gatherer },
         el("td", { text: status.gatherer + " (in the manager)" }),
         el("td", { class: status.errors ? "bad" : "ok", "data-testid": "gatherer-health", text: status.errors ? "errors" : "up" }),
+        el("td", { "data-testid": "gatherer-version", text: status.version || "–" }),
         el("td", { text: "–" }), el("td", { class: "num", text: "–" }),
         el("td", { class: "num", text: status.committed_records ?? "–" }),
         el("td", { class: "num" + (status.errors ? " bad" : ""), text: status.errors ?? 0 })));
