@@ -70,8 +70,10 @@ def test_series_every_bucket_rates_and_partial(kit, rows):
         b, p, n = expected[s["key"]]
         assert (s["bytes"], s["packets"], s["records"]) == (b, p, n), s["key"]
         covered = [300] * 9 + [90]
-        assert s["bits_per_s"] == pytest.approx([x * 8 / c for x, c in zip(b, covered)])
-        assert s["packets_per_s"] == pytest.approx([x / c for x, c in zip(p, covered)])
+        assert s["bits_per_s"] == pytest.approx(
+            [x * 8 / c for x, c in zip(b, covered, strict=True)]
+        )
+        assert s["packets_per_s"] == pytest.approx([x / c for x, c in zip(p, covered, strict=True)])
     assert sum(sum(s["records"]) for s in got["series"]) == len(inside)
     assert got["filters"] == [{"field": "source", "op": "=", "value": "nf"}]
 

@@ -31,9 +31,11 @@ def kit(tmp_path):
 def test_generated_password_must_be_changed_before_anything_else(kit):
     admin, csrf = kit.login("admin", kit.admin_password)
     admin.headers["x-csrf-token"] = csrf
-    assert kit.anonymous().post(
-        "/api/auth/login", json={"user": "admin", "password": kit.admin_password}
-    ).json()["must_change_password"]
+    assert (
+        kit.anonymous()
+        .post("/api/auth/login", json={"user": "admin", "password": kit.admin_password})
+        .json()["must_change_password"]
+    )
     me = admin.get("/api/auth/me")
     assert me.status_code == 200 and me.json()["must_change_password"] is True
     # reads and changes alike are refused, admin routes too
