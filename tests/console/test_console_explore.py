@@ -139,6 +139,25 @@ def test_top_any_field_with_filters(kit, rows):
     }
 
 
+def test_comparisons_on_numbers(kit, rows):
+    viewer = kit.user("vera", "viewer")
+    big = viewer.get(
+        "/api/explore/top",
+        params={"by": "source", "filter": ["bytes>=5000000", "packets<5000"]},
+    ).json()
+    assert {r["key"]: r["records"] for r in big["rows"]} == {
+        s: n
+        for s in ("nf", "radius")
+        if (
+            n := sum(
+                1 for r in rows if r["source"] == s and r["bytes"] >= 5e6 and r["packets"] < 5000
+            )
+        )
+    }
+    upto = viewer.get("/api/explore/records", params={"filter": "record_id<=10"}).json()
+    assert upto["total"] == 10
+
+
 def test_records_page_and_csv(kit, rows):
     viewer = kit.user("vera", "viewer")
     matching = sorted(
@@ -183,7 +202,11 @@ def test_no_request_text_reaches_the_sql(kit, rows):
             "filter 'bytes=1 OR 1=1': '1 OR 1=1' is not a uint64 "
             "(invalid literal for int() with base 10: '1 OR 1=1')"
         ),
-        ("top", "filter", "bytes"): "filter 'bytes': expected FIELD=VALUE or FIELD!=VALUE",
+        ("top", "filter", "bytes"): (
+            "filter 'bytes': expected FIELD=VALUE, FIELD!=VALUE, or <, <=, >, >="
+        ),
+        ("top", "filter", "=1"): "filter '=1': expected FIELD=VALUE, FIELD!=VALUE, or <, <=, >, >=",
+        ("top", "filter", "source>a"): "filter 'source>a': > compares numbers and times only",
         ("top", "metric", "sum(bytes)"): "metric: one of bytes, packets, records, not 'sum(bytes)'",
         ("records", "format", "xlsx"): "format: json or csv, not 'xlsx'",
     }

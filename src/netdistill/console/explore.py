@@ -17,8 +17,9 @@ records, filtered by field values, for the dashboard and the ``/explore`` page::
 
 Common parameters: ``from``/``to`` (ISO-8601, ``to`` exclusive) or ``minutes`` back from
 now; ``time_field`` (a ``timestamp`` field, default ``start_time``) is the one the range
-applies to; ``filter`` repeats, ``FIELD=VALUE`` or ``FIELD!=VALUE``, ``(none)`` meaning
-no value; the filters are ANDed.
+applies to; ``filter`` repeats, ``FIELD=VALUE`` or ``FIELD!=VALUE`` (``(none)`` meaning
+no value), or ``<``, ``<=``, ``>``, ``>=`` on a number or time field (``bytes>=1000000``,
+``record_id<=52000``); the filters are ANDed.
 
 How the SQL is made (the guarantee): no text of the request is pasted into SQL. A field
 name is used only when it is a field of the store's registry (``store.fields``), whose
@@ -173,15 +174,17 @@ class Explorer:
             field = self.field(name, what)
             column = f'"{field.name}"'
             shown.append({"field": field.name, "op": op, "value": raw})
-            if raw == NONE:
+            if raw == NONE and op in ("=", "!="):
                 clauses.append(f"{column} IS {'NOT ' if op == '!=' else ''}NULL")
                 continue
+            if op not in ("=", "!=") and field.type in ("string", "ip", "bool"):
+                raise HTTPException(400, detail=f"{what}: {op} compares numbers and times only")
             key = f"f{index}"
             params[key] = self.value(field, raw, what)
-            if op == "=":
-                clauses.append(f"{column} = ${key}")
-            else:
+            if op == "!=":
                 clauses.append(f"({column} IS NULL OR {column} <> ${key})")
+            else:
+                clauses.append(f"{column} {_SQL_OPS[op]} ${key}")
         return Selection(since, to, tfield.name, " AND ".join(clauses), params, shown)
 
     def run(self, sql: str, params: dict[str, object]) -> list[dict[str, Any]]:
@@ -328,12 +331,19 @@ class Explorer:
         }
 
 
+_OPS = ("!=", "<=", ">=", "=", "<", ">")
+_SQL_OPS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+
 def _split_filter(text: str) -> tuple[str, str, str]:
-    for op in ("!=", "="):
-        name, sep, value = text.partition(op)
-        if sep and name.strip():
-            return name.strip(), op, value
-    raise HTTPException(400, detail=f"filter {text!r}: expected FIELD=VALUE or FIELD!=VALUE")
+    """``FIELD<op>VALUE`` at the first operator character (no field name holds one)."""
+    cut = min((i for i, ch in enumerate(text) if ch in "!<>="), default=-1)
+    op = next((o for o in _OPS if text.startswith(o, cut)), None) if cut > 0 else None
+    if op is None or not text[:cut].strip():
+        raise HTTPException(
+            400, detail=f"filter {text!r}: expected FIELD=VALUE, FIELD!=VALUE, or <, <=, >, >="
+        )
+    return text[:cut].strip(), op, text[cut + len(op) :]
 
 
 def _metric(metric: str) -> str:
@@ -363,7 +373,7 @@ def explore_router(explorer: Explorer, access: Access) -> APIRouter:
     minutes_q = Query(60, gt=0, le=525600, description="the range, back from now")
     from_q = Query(None, alias="from", description="start, ISO-8601 (instead of minutes)")
     to_q = Query(None, alias="to", description="end, exclusive, ISO-8601 (default now)")
-    filter_q = Query([], description="FIELD=VALUE or FIELD!=VALUE, repeated; (none) = no value")
+    filter_q = Query([], description="FIELD=VALUE, FIELD!=VALUE, FIELD<=VALUE …, repeated")
     time_q = Query("start_time", description="the timestamp field the range applies to")
 
     @router.get("/fields")

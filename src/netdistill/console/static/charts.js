@@ -105,7 +105,7 @@
       options: {
         indexAxis: "y",
         plugins: { legend: { display: false }, tooltip: { callbacks: { label: (item) => ` ${format(item.parsed.x)}` } } },
-        scales: { x: { ticks: { callback: (v) => format(v) }, grid: { color: "#eef1f4" } }, y: { ticks: { autoSkip: false } } },
+        scales: { x: { beginAtZero: true, ticks: { maxTicksLimit: 5, maxRotation: 0, callback: (v) => format(v) }, grid: { color: "#eef1f4" } }, y: { ticks: { autoSkip: false } } },
         onHover: (event, elements) => { event.native.target.style.cursor = elements.length && onClick ? "pointer" : "default"; },
         onClick: (event, elements) => { if (onClick && elements.length) onClick(rows[elements[0].index].key); },
       },

@@ -33,9 +33,9 @@
     } else if (p.type === "timestamp") {
       control = el("input", { ...common, type: "datetime-local", value: initial(p) });
     } else if (p.type === "int" || p.type === "float") {
-      control = el("input", { ...common, type: "number", step: p.type === "int" ? "1" : "any", value: initial(p), placeholder: p.default === null ? "any" : null, style: "width:8em" });
+      control = el("input", { ...common, type: "number", step: p.type === "int" ? "1" : "any", value: initial(p), placeholder: p.required ? null : (p.default === null ? "any" : null), style: "width:8em" });
     } else {
-      control = el("input", { ...common, value: initial(p), placeholder: p.default === null || p.default === undefined ? "all" : null });
+      control = el("input", { ...common, value: initial(p), placeholder: p.required ? null : (p.default === null || p.default === undefined ? "all" : null) });
     }
     const label = p.name + (p.type === "timestamp" ? " (UTC)" : "") + (p.required ? " *" : "");
     return el("label", { for: common.id, title: p.description || null }, label, control);
@@ -98,13 +98,13 @@
       el("button", { type: "button", "data-testid": `report-edit-${r.name}`, text: "Edit", onclick: () => edit(r) }),
       el("button", { type: "button", class: "danger", "data-testid": `report-delete-${r.name}`, text: "Delete", onclick: (e) => remove(r, e.currentTarget) }),
     ] : [];
-    node.append(
+    node.append(...[
       el("h2", {}, r.title || r.name, el("span", { class: "muted", text: r.name }), r.saved ? el("span", { class: "badge", text: "saved" }) : null),
       r.description ? el("p", { class: "muted", text: r.description }) : null,
       el("div", { class: "filters" }, r.params.map((p) => input(r, p))),
       el("div", { class: "toolbar", style: "margin:.7rem 0 0" }, previewButton, links, ...own),
       el("p", { class: "error", id: `report-error-${r.name}`, role: "alert", hidden: true }),
-      el("div", { class: "preview", "data-testid": `report-preview-box-${r.name}` }));
+      el("div", { class: "preview", "data-testid": `report-preview-box-${r.name}` })].filter(Boolean));
     node.addEventListener("change", refreshLinks);
     node.addEventListener("input", refreshLinks);
     refreshLinks();
