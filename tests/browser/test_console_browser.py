@@ -4,8 +4,8 @@ loopback ports). What a newcomer does, in order:
 
 1. the admin logs in with the password the first start printed, is made to choose a
    new one on the forced change page (the API refuses anything else meanwhile), lands on
-   the dashboard asked for and watches it fill: every demo source in the ingest table, the traffic chart, the top
-   accounts (only the demo's customers);
+   the dashboard asked for and watches it fill: every demo source in the ingest table,
+   the traffic chart, the top accounts (only the demo's customers);
 2. the admin adds a viewer and an operator on the users screen;
 3. the operator builds ``user_name`` of a disabled copy of the demo procedure in three
    steps with Continue/Continue/End — the seed's chain
