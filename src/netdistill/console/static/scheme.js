@@ -34,9 +34,11 @@
     const entries = Array.isArray(value) ? value.map((v, i) => [String(i), v]) : Object.entries(value);
     if (!entries.length) return el("code", { text: Array.isArray(value) ? "[]" : "{}" });
     if (Array.isArray(value) && value.every((v) => v === null || typeof v !== "object")) return el("code", { text: value.join(", ") });
-    return el("dl", { class: "kv" }, entries.flatMap(([k, v]) => (v !== null && typeof v === "object" && Object.keys(v).length)
-      ? [el("dt", { text: k }), el("dd", {}, ""), kv(v)]
-      : [el("dt", { text: k }), el("dd", {}, kv(v))]));
+    // unset settings (null, {}, []) are left out: the editor shows the whole text
+    const set = entries.filter(([, v]) => v !== null && !(typeof v === "object" && !Object.keys(v).length));
+    if (!set.length) return el("span", { class: "muted", text: "defaults" });
+    const nested = (v) => v !== null && typeof v === "object" && !(Array.isArray(v) && v.every((x) => x === null || typeof x !== "object"));
+    return el("dl", { class: "kv" }, set.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { class: nested(v) ? "nested" : null }, kv(v))]));
   }
 
   // ---- a section screen ---------------------------------------------------------------
@@ -47,6 +49,8 @@
     let original = "";
     const editor = window.NDEditor.create($("scheme-editor-box"), "", { label: `the ${section} section, YAML`, testid: "scheme-editor" });
     window.ndSchemeEditor = editor;  // for the browser tests: .value get/set
+    editor.view.scrollDOM.setAttribute("tabindex", "0");  // a scrolled box reachable by keyboard
+    editor.view.scrollDOM.setAttribute("aria-label", `the ${section} section, scrolled`);
 
     function entryRows(scheme) {
       if (screen === "retention") {
@@ -55,7 +59,7 @@
       const wanted = ($("scheme-type-filter") || {}).value || "";
       return (scheme[section] || []).filter((e) => !wanted || e.type === wanted).map((e) => {
         const { name, type, ...rest } = e;
-        return el("tr", { "data-entry": name }, el("td", {}, el("b", { text: name })), el("td", { text: type || "" }), el("td", {}, kv(rest)));
+        return el("tr", { "data-entry": name }, el("td", {}, el("b", { text: name })), el("td", { class: "nowrap", text: type || "" }), el("td", {}, kv(rest)));
       });
     }
 
