@@ -8,7 +8,7 @@
   "use strict";
   const { api, el, bytes, count, showError, rangeQuery } = nd;
   const $ = (id) => document.getElementById(id);
-  const PAGE = 100;
+  const PAGE = 50;
   const url = new URLSearchParams(location.search);
   const state = {
     filters: url.getAll("filter"),
