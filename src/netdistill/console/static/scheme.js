@@ -34,7 +34,7 @@
     const entries = Array.isArray(value) ? value.map((v, i) => [String(i), v]) : Object.entries(value);
     if (!entries.length) return el("code", { text: Array.isArray(value) ? "[]" : "{}" });
     if (Array.isArray(value) && value.every((v) => v === null || typeof v !== "object")) return el("code", { text: value.join(", ") });
-    // unset settings (null, {}, []) are left out: the editor shows the whole text
+    // unset settings (null, "", {}, []) are left out: the editor shows the whole text
     const set = entries.filter(([, v]) => v !== null && !(typeof v === "object" && !Object.keys(v).length));
     if (!set.length) return el("span", { class: "muted", text: "defaults" });
     const nested = (v) => v !== null && typeof v === "object" && !(Array.isArray(v) && v.every((x) => x === null || typeof x !== "object"));
@@ -59,7 +59,7 @@
       const wanted = ($("scheme-type-filter") || {}).value || "";
       return (scheme[section] || []).filter((e) => !wanted || e.type === wanted).map((e) => {
         const { name, type, ...rest } = e;
-        return el("tr", { "data-entry": name }, el("td", {}, el("b", { text: name })), el("td", { class: "nowrap", text: type || "" }), el("td", {}, kv(rest)));
+        return el("tr", { "data-entry": name }, el("td", { class: "nowrap" }, el("b", { text: name })), el("td", { class: "nowrap", text: type || "" }), el("td", {}, kv(rest)));
       });
     }
 
