@@ -35,7 +35,7 @@
     if (!entries.length) return el("code", { text: Array.isArray(value) ? "[]" : "{}" });
     if (Array.isArray(value) && value.every((v) => v === null || typeof v !== "object")) return el("code", { text: value.join(", ") });
     // unset settings (null, "", {}, []) are left out: the editor shows the whole text
-    const set = entries.filter(([, v]) => v !== null && !(typeof v === "object" && !Object.keys(v).length));
+    const set = entries.filter(([, v]) => v !== null && v !== "" && !(typeof v === "object" && !Object.keys(v).length));
     if (!set.length) return el("span", { class: "muted", text: "defaults" });
     const nested = (v) => v !== null && typeof v === "object" && !(Array.isArray(v) && v.every((x) => x === null || typeof x !== "object"));
     return el("dl", { class: "kv" }, set.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { class: nested(v) ? "nested" : null }, kv(v))]));
