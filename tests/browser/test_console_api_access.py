@@ -84,6 +84,7 @@ PAGES = [
     ("/scheme", VIEWER),
     ("/scheme/stages", VIEWER),
     ("/scheme/retention", VIEWER),
+    ("/invoices", VIEWER),
     ("/reports", VIEWER),
     ("/procedures", VIEWER),
     ("/fields", VIEWER),

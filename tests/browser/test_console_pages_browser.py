@@ -50,6 +50,7 @@ PAGES = {
     "/scheme/lookups": "#scheme-section[data-loaded]",
     "/scheme/stages": "#scheme-section[data-loaded]",
     "/scheme/retention": "#scheme-section[data-loaded]",
+    "/invoices": "[data-testid=invoices]",
     "/users": "#users-table tbody tr",
     "/audit": "#audit-table tbody tr",
     "/password": "#password-form",
