@@ -150,12 +150,12 @@
     return steps.find((s) => seconds / s <= target) || 86400;
   }
 
-  // a box that scrolls sideways (a wide table, a diff) must be reachable by keyboard:
+  // a box that scrolls (a wide table, a diff, the records) must be reachable by keyboard:
   // it gets tabindex=0 while it overflows, and loses it when it no longer does
   const SCROLLERS = ".table-wrap, pre, .graph-box";
   const sizes = new ResizeObserver((entries) => entries.forEach((e) => keyboardScroll(e.target)));
   function keyboardScroll(box) {
-    if (box.scrollWidth > box.clientWidth + 1) box.setAttribute("tabindex", "0");
+    if (box.scrollWidth > box.clientWidth + 1 || box.scrollHeight > box.clientHeight + 1) box.setAttribute("tabindex", "0");
     else if (box.getAttribute("tabindex") === "0") box.removeAttribute("tabindex");
   }
   function watch(root) {
