@@ -32,7 +32,7 @@
 
   function showFilters() {
     $("explore-filters").replaceChildren(...(state.filters.length ? state.filters.map((f, i) => el("span", { class: "chip", "data-testid": "filter-chip", "data-filter": f },
-      f.replace("!=", " ≠ ").replace("=", " = "),
+      f.replace(/(!=|<=|>=|=|<|>)/, (op) => " " + ({ "!=": "≠", "<=": "≤", ">=": "≥" }[op] || op) + " "),
       el("button", { type: "button", "aria-label": "remove filter " + f, "data-testid": "filter-remove", onclick: () => { state.filters.splice(i, 1); state.offset = 0; refresh(); } }, "×"))) : [el("span", { class: "muted", text: "No filter: every record in the range." })]));
   }
 
@@ -50,7 +50,7 @@
       onclick: () => addFilter(`${state.by}=${r.key}`),
       onkeydown: (e) => { if (e.key === "Enter") addFilter(`${state.by}=${r.key}`); },
     },
-    el("td", { text: r.key }), el("td", { class: "num", text: bytes(r.bytes) }), el("td", { class: "num", text: count(r.packets) }),
+    el("td", { class: "nowrap", text: r.key }), el("td", { class: "num", text: bytes(r.bytes) }), el("td", { class: "num", text: count(r.packets) }),
     el("td", { class: "num", text: count(r.records) }),
     el("td", {}, el("span", { class: "share", style: `width:${Math.max(2, Math.round(60 * r[state.metric] / max))}px` })))));
     const values = $("filter-values");
