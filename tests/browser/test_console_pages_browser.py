@@ -52,6 +52,7 @@ PAGES = {
     "/scheme/retention": "#scheme-section[data-loaded]",
     "/invoices": "[data-testid=invoices]",
     "/users": "#users-table tbody tr",
+    "/licences": "#licences-table",
     "/audit": "#audit-table tbody tr",
     "/password": "#password-form",
 }
