@@ -7,7 +7,8 @@ screenshots kept as test artifacts.
   so tests never collide with another run on 2055/1813/5514) and, optionally, extra
   procedures. It reads the API address and token from ``<data-dir>/manager.json`` and
   the first admin's password from the line the console prints once on stderr (so the
-  data directory must be a fresh one).
+  data directory must be a fresh one). That password must be changed before the admin
+  may do anything else: ``settle_admin`` does it through the API.
 * ``require_browser`` — skips when Chromium or Playwright is missing, except on CI
   (``CI=true``) where it fails: the bootstrap installs both.
 * ``launch_chromium`` — ``/usr/bin/chromium`` headless, no sandbox, no background
@@ -97,6 +98,7 @@ class DemoRun(peers.PeerProcess):
         self.api = ""
         self.token = ""
         self.admin_password = ""
+        self.generated_password = ""
 
     def wait_ready(self, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
@@ -109,7 +111,7 @@ class DemoRun(peers.PeerProcess):
                 self.api, self.token = str(found["api"]).rstrip("/"), str(found["token"])
                 match = PASSWORD_LINE.search(self.output())
                 if match:
-                    self.admin_password = match.group(1)
+                    self.admin_password = self.generated_password = match.group(1)
                     return
             time.sleep(0.1)
         raise TimeoutError(f"netdistill run not ready in {timeout_s}s: {self.output()}")
@@ -123,6 +125,22 @@ class DemoRun(peers.PeerProcess):
         return httpx.Client(
             base_url=self.api, headers={"authorization": f"Bearer {self.token}"}, timeout=30
         )
+
+    def settle_admin(self, password: str = "admin-chosen-1") -> None:
+        """Change the first admin's generated password (once), as the console makes a
+        new admin do before anything else; ``admin_password`` is the new one after."""
+        if self.admin_password != self.generated_password:
+            return
+        admin = self.session("admin", self.generated_password)
+        try:
+            changed = admin.post(
+                "/api/auth/password",
+                json={"old_password": self.generated_password, "new_password": password},
+            )
+            assert changed.status_code == 200, changed.text
+        finally:
+            admin.close()
+        self.admin_password = password
 
     def session(self, user: str, password: str) -> httpx.Client:
         """A client logged in as ``user``, sending the session's CSRF token."""

@@ -2,9 +2,10 @@
 ``netdistill run`` of the demo (synthetic routers, NAS, firewall and proxy on free
 loopback ports). What a newcomer does, in order:
 
-1. the admin logs in with the password the first start printed, and watches the
-   dashboard fill: every demo source in the ingest table, the traffic chart, the top
-   accounts (only the demo's customers);
+1. the admin logs in with the password the first start printed, is made to choose a
+   new one on the forced change page (the API refuses anything else meanwhile), lands on
+   the dashboard asked for and watches it fill: every demo source in the ingest table,
+   the traffic chart, the top accounts (only the demo's customers);
 2. the admin adds a viewer and an operator on the users screen;
 3. the operator builds ``user_name`` of a disabled copy of the demo procedure in three
    steps with Continue/Continue/End — the seed's chain
@@ -27,6 +28,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,43 @@ def log_in(page: Any, run: DemoRun, user: str, password: str) -> None:
     assert page.get_by_test_id("me-user").text_content() == user
 
 
+def first_admin_login(page: Any, run: DemoRun, artifacts: Artifacts) -> None:
+    """The generated password, then the forced change page, then the dashboard."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{run.api}/")
+    page.wait_for_url("**/login?next=/")
+    page.get_by_test_id("login-user").fill("admin")
+    page.get_by_test_id("login-password").fill(run.generated_password)
+    page.get_by_test_id("login-submit").click()
+    page.wait_for_url(re.compile(r".*/password\?next=(/|%2F)$"))
+    expect(page.get_by_test_id("password-forced")).to_be_visible()
+    artifacts.shot(page, "forced-password-change")
+    # meanwhile the API refuses this session anything else
+    refused = page.evaluate(
+        "() => nd.api('GET', '/api/status').then(() => null, (e) => [e.status, e.message])"
+    )
+    assert refused == [
+        403,
+        "admin must change the generated password first "
+        "(POST /api/auth/password, or the console's /password page)",
+    ]
+    page.goto(f"{run.api}/explore")  # every page leads back to the change
+    page.wait_for_url("**/password?next=/explore")
+    page.goto(f"{run.api}/password?next=/")
+    page.get_by_test_id("password-old").fill(run.generated_password)
+    page.get_by_test_id("password-new").fill("admin-chosen-1")
+    page.get_by_test_id("password-again").fill("admin-chosen-2")
+    page.get_by_test_id("password-submit").click()
+    expect(page.get_by_test_id("password-error")).to_have_text("the two new passwords differ")
+    page.get_by_test_id("password-again").fill("admin-chosen-1")
+    page.get_by_test_id("password-submit").click()
+    page.wait_for_url(f"{run.api}/")
+    run.admin_password = "admin-chosen-1"
+    assert page.get_by_test_id("me-user").text_content() == "admin"
+    assert run.session("admin", "admin-chosen-1").get("/api/status").status_code == 200
+
+
 def test_console_in_chromium(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     require_browser()
     from playwright.sync_api import expect, sync_playwright
@@ -112,7 +151,7 @@ def test_console_in_chromium(tmp_path: Path, request: pytest.FixtureRequest) -> 
                 admin = new_page()
                 admin.goto(f"{run.api}/")
                 artifacts.shot(admin, "login")
-                log_in(admin, run, "admin", run.admin_password)
+                first_admin_login(admin, run, artifacts)
                 check_dashboard(admin, artifacts)
                 add_users(admin, run, artifacts)
 
@@ -143,7 +182,8 @@ def check_dashboard(page: Any, artifacts: Artifacts) -> None:
     page.wait_for_function(
         """() => ['chart-traffic', 'chart-top-accounts'].every((id) => {
           const chart = Chart.getChart(document.getElementById(id));
-          return chart && chart.data.datasets.some((d) => d.data.some((v) => v > 0));
+          return chart && chart.data.datasets.some(
+            (d) => d.data.some((v) => (typeof v === 'object' ? v.y : v) > 0));
         })"""
     )
     services = page.evaluate(

@@ -73,6 +73,19 @@ class Kit:
         assert response.status_code == 200, response.text
         return client, response.json()["csrf_token"]
 
+    def first_admin(self, password: str = "admin-chosen-1") -> TestClient:
+        """The first admin logged in, having changed the generated password (as the
+        console makes them do first) to ``password``."""
+        client, csrf = self.login("admin", self.admin_password)
+        client.headers["x-csrf-token"] = csrf
+        changed = client.post(
+            "/api/auth/password",
+            json={"old_password": self.admin_password, "new_password": password},
+        )
+        assert changed.status_code == 200, changed.text
+        self.admin_password = password
+        return client
+
     def user(self, name: str, role: str, password: str = "password-" + "x" * 4) -> Any:
         self.console.users.add(name, password, role)
         client, csrf = self.login(name, password)

@@ -63,7 +63,7 @@ def test_section_editing_and_pages(tmp_path):
         for screen in ("sources", "lookups", "stages", "retention"):
             page = viewer.get(f"/scheme/{screen}")
             assert page.status_code == 200
-            for testid in ("scheme-editor", "scheme-validate", "scheme-diff", "scheme-apply",
+            for testid in ("scheme-editor-box", "scheme-validate", "scheme-diff", "scheme-apply",
                            "scheme-problems", "scheme-summary", "scheme-entries"):  # fmt: skip
                 assert f'data-testid="{testid}"' in page.text, (screen, testid)
         assert 'data-section="manager"' in viewer.get("/scheme/retention").text

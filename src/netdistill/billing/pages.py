@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 
 from netdistill import __version__
@@ -30,7 +29,7 @@ CONSOLE_TEMPLATES = HERE.parent / "console" / "templates"
 
 
 def mount_invoice_pages(app: FastAPI, access: Access, store: Any) -> None:
-    from netdistill.console.pages import NAV
+    from netdistill.console.pages import guard_page, nav_for
 
     env = Environment(
         loader=ChoiceLoader(
@@ -40,10 +39,10 @@ def mount_invoice_pages(app: FastAPI, access: Access, store: Any) -> None:
     )
 
     def page(request: Request, name: str, **context: Any) -> Response:
-        principal = access.principal(request)
-        if principal is None:
-            return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
-        nav = [(p, label) for p, label, role in NAV if principal.role >= role]
+        principal = guard_page(access, request)  # /login, or /password while it must change
+        if isinstance(principal, Response):
+            return principal
+        nav = nav_for(principal)
         html = env.get_template(name).render(
             me=principal,
             nav=nav,

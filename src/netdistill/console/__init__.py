@@ -10,6 +10,7 @@ Parts, one idea each:
 * ``audit.py``     every change made through the API, who/when/what
 * ``auth.py``      login, logout, users and audit routes
 * ``dashboard.py`` the dashboard's figures, computed in the store
+* ``explore.py``   the explorer: series, top-N by any field, records, CSV (bound SQL)
 * ``pages.py``     HTML pages, static files, offline API docs
 * ``app.py``       ``Console``: builds the parts and mounts them on the manager's app
 """

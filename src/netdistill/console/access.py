@@ -12,6 +12,11 @@ A request is allowed with either
 No credential → 401, too small a role or a missing/wrong CSRF token → 403. The routes
 that deliver data into the store (``roles.token_only``) take the token only: a person
 changes the scheme, not the records.
+
+A session whose user still has a generated password (``users.must_change_password``,
+the first ``admin``) may only read who it is, change that password and log out
+(``PASSWORD_CHANGE_PATHS``); anything else is 403 "… must change the generated
+password first", whatever the role.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from netdistill.console.sessions import COOKIE, CSRF_HEADER, SessionBook
 from netdistill.console.users import UserBook
 
 TOKEN_USER = "token"
+#: what a session that must change its generated password may still call
+PASSWORD_CHANGE_PATHS = frozenset({"/api/auth/me", "/api/auth/password", "/api/auth/logout"})
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,7 @@ class Principal:
     via: str  # "token" or "session"
     csrf_token: str = ""
     expires_at: float = 0.0
+    must_change_password: bool = False
 
 
 class Access:
@@ -52,10 +60,17 @@ class Access:
         session = self.sessions.check(request.cookies.get(COOKIE, ""))
         if session is None:
             return None
-        role = self.users.role_of(session.user)
-        if role is None:
+        user = self.users.get(session.user)
+        if user is None:
             return None
-        return Principal(session.user, role, "session", session.csrf_token, session.expires_at)
+        return Principal(
+            session.user,
+            Role.parse(user["role"]),
+            "session",
+            session.csrf_token,
+            session.expires_at,
+            bool(user["must_change_password"]),
+        )
 
     def authorize(self, request: Request) -> Principal:
         """The guard (a FastAPI dependency): leaves the caller in
@@ -71,6 +86,12 @@ class Access:
             raise HTTPException(
                 status_code=403,
                 detail="this route delivers data for scripts and gatherers: use the token",
+            )
+        if principal.must_change_password and request.url.path not in PASSWORD_CHANGE_PATHS:
+            raise HTTPException(
+                status_code=403,
+                detail=f"{principal.user} must change the generated password first "
+                "(POST /api/auth/password, or the console's /password page)",
             )
         need = required_role(request.method, request.url.path)
         if principal.role < need:

@@ -29,12 +29,14 @@ from netdistill.console.access import Access
 from netdistill.console.audit import AuditLog, AuditMiddleware
 from netdistill.console.auth import auth_router
 from netdistill.console.dashboard import Dashboard, dashboard_router
+from netdistill.console.explore import Explorer, explore_router
 from netdistill.console.login_limits import LoginLimiter
 from netdistill.console.pages import mount_pages
 from netdistill.console.procedures import procedures_console_router
 from netdistill.console.sessions import SessionBook
 from netdistill.console.users import UserBook
 from netdistill.store import Store
+from netdistill.store.sandbox import QueryLimits
 
 
 class ConsoleConfig(BaseModel):
@@ -70,6 +72,7 @@ class Console:
         clock: Callable[[], float] = time.time,
         announce: Callable[[str], None] = announce_password,
         hasher: PasswordHasher | None = None,
+        query_limits: Callable[[], QueryLimits] = QueryLimits,
     ) -> None:
         config = config or ConsoleConfig()
         self.store = store
@@ -88,6 +91,7 @@ class Console:
             clock=clock,
         )
         self.dashboard = Dashboard(store, clock=clock)
+        self.explorer = Explorer(store, clock=clock, limits=query_limits)
         password = self.users.ensure_first_admin()
         if password is not None:
             self.audit.record("console", "create_first_admin", {"user": "admin"})
@@ -97,6 +101,7 @@ class Console:
         """Add the console's routes, pages and the audit middleware to ``app``."""
         app.include_router(auth_router(self.access, self.audit, self.login_limits))
         app.include_router(dashboard_router(self.dashboard, self.access))
+        app.include_router(explore_router(self.explorer, self.access))
         app.include_router(procedures_console_router(self.access))
         mount_pages(app, self.access)
         from netdistill.billing.pages import mount_invoice_pages

@@ -5,6 +5,8 @@
     POST   /api/auth/logout     ends the cookie's session
     GET    /api/auth/me         who the caller is (and the session's CSRF token)
     POST   /api/auth/password   {old_password, new_password}: change one's own password
+                                (the only change a session with a generated password may
+                                make, ``access.py``; the new one must differ from it)
     GET    /api/users           users and roles                      (admin)
     POST   /api/users           {name, password, role}               (admin)
     PATCH  /api/users/{name}    {role?, password?}                   (admin)
@@ -63,6 +65,7 @@ def _me(principal: Principal) -> dict[str, Any]:
         "via": principal.via,
         "csrf_token": principal.csrf_token,
         "expires_at": principal.expires_at or None,
+        "must_change_password": principal.must_change_password,
     }
 
 
@@ -96,7 +99,12 @@ def auth_router(access: Access, audit: AuditLog, limits: LoginLimiter) -> APIRou
             secure=request.url.scheme == "https",
             path="/",
         )
-        return _me(Principal(body.user, role, "session", session.csrf_token, session.expires_at))
+        must_change = access.users.must_change_password(body.user)
+        return _me(
+            Principal(
+                body.user, role, "session", session.csrf_token, session.expires_at, must_change
+            )
+        )
 
     @router.post("/auth/logout")
     def logout(request: Request, response: Response) -> dict[str, bool]:

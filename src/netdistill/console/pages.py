@@ -3,8 +3,10 @@
 Pages are Jinja2 templates filled with the caller and the CSRF token only; every figure
 and list on them is fetched by our JavaScript from the same HTTP API that scripts use.
 A page without a session redirects to ``/login``; a page above the user's role answers
-403. ``/docs`` is Swagger UI served from the vendored files in ``static/vendor`` (no CDN:
-the manager may be offline); ``/openapi.json`` is FastAPI's own.
+403; every page but ``/password`` sends a user who must change a generated password
+there first (``/password?next=…``). ``/docs`` is Swagger UI served from the vendored
+files in ``static/vendor`` (no CDN: the manager may be offline); ``/openapi.json`` is
+FastAPI's own.
 """
 
 from __future__ import annotations
@@ -25,18 +27,38 @@ from netdistill.console.roles import Role
 
 HERE = Path(__file__).parent
 
-#: navigation: (path, label, least role)
+#: navigation: (path, label, least role), in order. Another part of the console adds its
+#: pages here (``NAV.insert``/``append``) before ``mount_pages`` runs; the bar wraps, so
+#: more entries never widen the page. A page is "active" for its path and the paths below.
 NAV = [
     ("/", "Dashboard", Role.viewer),
+    ("/explore", "Explore", Role.viewer),
     ("/reports", "Reports", Role.viewer),
     ("/procedures", "Procedures", Role.viewer),
     ("/fields", "Fields", Role.viewer),
     ("/invoices", "Invoices", Role.viewer),
+    ("/scheme", "Scheme", Role.viewer),
     ("/users", "Users", Role.admin),
     ("/audit", "Audit log", Role.admin),
     ("/licences", "Licences", Role.admin),
     ("/docs", "API", Role.viewer),
 ]
+PASSWORD_PAGE = "/password"
+
+
+def nav_for(principal: Principal | None) -> list[tuple[str, str]]:
+    return [(p, label) for p, label, role in NAV if principal and principal.role >= role]
+
+
+def guard_page(access: Access, request: Request) -> Principal | Response:
+    """The caller, or the answer instead of the page: ``/login`` without a session,
+    ``/password`` while a generated password is not changed."""
+    principal = access.principal(request)
+    if principal is None:
+        return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+    if principal.must_change_password and request.url.path != PASSWORD_PAGE:
+        return RedirectResponse(f"{PASSWORD_PAGE}?next={quote(request.url.path)}", status_code=303)
+    return principal
 
 
 def mount_pages(app: FastAPI, access: Access) -> None:
@@ -46,14 +68,14 @@ def mount_pages(app: FastAPI, access: Access) -> None:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="console-static")
 
     def render(name: str, principal: Principal | None, status: int = 200, **context: Any) -> Any:
-        nav = [(p, label) for p, label, role in NAV if principal and principal.role >= role]
+        nav = nav_for(principal)
         html = env.get_template(name).render(me=principal, nav=nav, version=__version__, **context)
         return HTMLResponse(html, status_code=status)
 
     def page(request: Request, role: Role = Role.viewer) -> Principal | Response:
-        principal = access.principal(request)
-        if principal is None:
-            return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+        principal = guard_page(access, request)
+        if isinstance(principal, Response):
+            return principal
         if principal.role < role:
             return render(
                 "denied.html", principal, status=403, need=role.name, path=request.url.path
@@ -76,6 +98,7 @@ def mount_pages(app: FastAPI, access: Access) -> None:
 
     for path, template, role in [
         ("/", "dashboard.html", Role.viewer),
+        ("/explore", "explore.html", Role.viewer),
         ("/procedures", "procedures.html", Role.viewer),
         ("/fields", "fields.html", Role.viewer),
         ("/reports", "reports.html", Role.viewer),
@@ -84,6 +107,14 @@ def mount_pages(app: FastAPI, access: Access) -> None:
         ("/licences", "licences.html", Role.admin),
     ]:
         app.add_api_route(path, simple(template, role), include_in_schema=False)
+
+    @app.get(PASSWORD_PAGE, include_in_schema=False)
+    def password_page(request: Request, next: str = "/") -> Any:
+        principal = page(request)
+        if isinstance(principal, Response):
+            return principal
+        target = next if next.startswith("/") and not next.startswith("//") else "/"
+        return render("password.html", principal, path=PASSWORD_PAGE, next=target)
 
     @app.get("/procedures/{name}/builder", include_in_schema=False)
     def builder_page(request: Request, name: str, field: str = "") -> Any:

@@ -13,15 +13,14 @@ redirect, not a 401)::
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from netdistill import __version__
 from netdistill.console.access import Access
-from netdistill.console.pages import HERE, NAV
+from netdistill.console.pages import HERE, guard_page, nav_for
 
 #: screen → (title, scheme section edited, the role that may apply, what it holds)
 SCREENS: dict[str, tuple[str, str, str, str]] = {
@@ -50,10 +49,10 @@ def scheme_pages_router(access: Access) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     def render(request: Request, template: str, **context: Any) -> Any:
-        principal = access.principal(request)
-        if principal is None:
-            return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
-        nav = [(p, label) for p, label, role in NAV if principal.role >= role]
+        principal = guard_page(access, request)
+        if isinstance(principal, Response):
+            return principal
+        nav = nav_for(principal)
         html = env.get_template(template).render(
             me=principal, nav=nav, version=__version__, path=request.url.path, **context
         )

@@ -121,7 +121,7 @@ class Manager:
         )
         self.windows = WindowJob(store, config.windows)
         self.monitor = Monitor(store, config.monitor, status_fn=self.status, admin_token=self.token)
-        self.console = Console(store, token=self.token)
+        self.console = Console(store, token=self.token, query_limits=lambda: self.config.query)
         self.monitor.window_late_fn = self.windows.late_records
         # licences (licence/book.py) and gatherer versions (manager/versions.py)
         self.licences = (

@@ -3,12 +3,19 @@
 // "Continue" the functions whose inputs fit; the chain so far is shown in the seed
 // notation. The lists come from GET /api/procedures/{name}/options; saving goes through
 // PUT /api/procedures/{name}, which refuses while the procedure is enabled.
+//
+// Suspicious choices are warned about and need a confirmation before the step is taken:
+// the same value given to two inputs of one step (MatchEither(dst_ip, dst_ip)), and a
+// time input given another field than the one the lookups' documentation recommends
+// (RECOMMENDED_TIME: the moment the flow began, docs/lookups-network.md). The inputs
+// start on distinct values, a time input on the recommended field.
 (function () {
   "use strict";
   const { api, el, canChange } = nd;
   const root = document.getElementById("builder");
   const name = root.dataset.procedure;
   const $ = (id) => document.getElementById(id);
+  const RECOMMENDED_TIME = "start_time";
   const state = { procedure: null, types: null, functions: {}, field: root.dataset.field, chain: "", history: [], mode: "end", options: null, expression: null, display: "" };
 
   // "DNS.Name(ip_address:ip) → (host_name:string)" → {lookup, function, inputs, outputs}
@@ -40,7 +47,7 @@
     const p = state.procedure;
     $("builder-trigger").textContent = p.trigger;
     $("builder-state").textContent = p.enabled ? "enabled" : "disabled";
-    $("builder-state").className = p.enabled ? "ok" : "muted";
+    $("builder-state").className = "badge " + (p.enabled ? "ok" : "");
     const toggle = $("builder-toggle-enabled");
     toggle.textContent = p.enabled ? "Disable" : "Enable";
     toggle.hidden = !canChange();
@@ -93,22 +100,64 @@
     render();
   }
 
+  // the warnings a step's arguments deserve (empty: nothing suspicious)
+  function warnings(sig, args) {
+    const out = [];
+    const seen = {};
+    args.forEach((a, i) => {
+      if (seen[a] !== undefined) out.push(`${a} is given twice (to ${sig.inputs[seen[a]].name} and to ${sig.inputs[i].name}): the step compares a value with itself`);
+      else seen[a] = i;
+      if (sig.inputs[i].type === "timestamp" && a !== RECOMMENDED_TIME && fieldTypes()[a] === "timestamp") {
+        out.push(`${sig.inputs[i].name} ← ${a}: the lookups' documentation recommends ${RECOMMENDED_TIME} (the moment the flow began; at ${a} the session may be over)`);
+      }
+    });
+    return out;
+  }
+
+  // first choices: distinct values, the recommended time for a time input
+  function defaults(sig) {
+    const taken = new Set();
+    return sig.inputs.map((param) => {
+      const options = candidates(param.type);
+      let pick = param.type === "timestamp" && options.includes(RECOMMENDED_TIME) ? RECOMMENDED_TIME : options.find((c) => !taken.has(c));
+      if (pick === undefined) pick = options[0] || "";
+      taken.add(pick);
+      return pick;
+    });
+  }
+
   function pickFunction(notation) {
     const sig = state.functions[notation.split("(")[0]] || signature(notation);
     const box = $("builder-args");
-    const selects = sig.inputs.map((param) => el("select", { "data-testid": "builder-arg-" + param.name, "data-param": param.name },
-      candidates(param.type).map((c) => el("option", { value: c, text: c }))));
+    const first = defaults(sig);
+    const selects = sig.inputs.map((param, i) => el("select", { "data-testid": "builder-arg-" + param.name, "data-param": param.name, id: "builder-arg-" + param.name },
+      candidates(param.type).map((c) => el("option", { value: c, text: c, selected: c === first[i] }))));
+    const warning = el("div", { class: "warning", "data-testid": "builder-warning", role: "alert", hidden: true });
+    const take = (args) => {
+      state.history.push(state.chain);
+      state.chain = `${sig.lookup}.${sig.function}(${args.join(", ")})`;
+      state.mode = "end";
+      loadOptions();
+    };
+    const hideWarning = () => { warning.hidden = true; warning.replaceChildren(); };
+    selects.forEach((select) => select.addEventListener("change", hideWarning));
     box.replaceChildren(
       el("div", {}, el("b", { text: notation })),
-      ...sig.inputs.map((param, i) => el("label", {}, `${param.name}:${param.type} ← `, selects[i])),
-      el("button", { type: "button", id: "builder-apply", "data-testid": "builder-apply", onclick: () => {
+      ...sig.inputs.map((param, i) => el("label", { for: "builder-arg-" + param.name }, `${param.name}:${param.type} ← `, selects[i])),
+      el("div", { class: "toolbar", style: "margin:0" }, el("button", { type: "button", id: "builder-apply", class: "primary", "data-testid": "builder-apply", onclick: () => {
         const args = selects.map((s) => s.value);
         if (args.some((a) => !a)) { $("builder-message").textContent = "no value fits an input of " + notation; return; }
-        state.history.push(state.chain);
-        state.chain = `${sig.lookup}.${sig.function}(${args.join(", ")})`;
-        state.mode = "end";
-        loadOptions();
-      } }, "Apply this step"));
+        const found = warnings(sig, args);
+        if (!found.length) { take(args); return; }
+        warning.replaceChildren(
+          el("b", { text: "Check this step before taking it:" }),
+          el("ul", {}, found.map((w) => el("li", { "data-testid": "builder-warning-item", text: w }))),
+          el("div", { class: "toolbar", style: "margin:0" },
+            el("button", { type: "button", class: "danger", "data-testid": "builder-confirm", text: "Apply anyway", onclick: () => { hideWarning(); take(args); } }),
+            el("button", { type: "button", "data-testid": "builder-change", text: "Change the inputs", onclick: () => { hideWarning(); selects[0].focus(); } })));
+        warning.hidden = false;
+      } }, "Apply this step")),
+      warning);
     box.hidden = false;
   }
 
@@ -155,8 +204,8 @@
     $("builder-continue").addEventListener("click", () => { state.mode = "continue"; render(); });
     $("builder-back").addEventListener("click", () => { state.chain = state.history.pop() || ""; loadOptions(); });
     $("builder-reset").addEventListener("click", reset);
-    $("builder-save").addEventListener("click", save);
-    $("builder-toggle-enabled").addEventListener("click", toggleEnabled);
+    $("builder-save").addEventListener("click", (e) => nd.busy(e.currentTarget, save).then(render));
+    $("builder-toggle-enabled").addEventListener("click", (e) => nd.busy(e.currentTarget, toggleEnabled).then(render));
     await drawGraph();
     reset();
   }

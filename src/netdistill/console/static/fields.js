@@ -7,7 +7,7 @@
       document.querySelector("#fields-table tbody").replaceChildren(...fields.map((f) => el("tr", { "data-field": f.name },
         el("td", { text: f.id }), el("td", { text: f.name }), el("td", { text: f.type }),
         el("td", { text: f.standard ? "yes" : "" }), el("td", { text: f.description || "" }),
-        el("td", {}, canChange() && !f.standard ? el("button", { type: "button", "data-testid": "field-drop", onclick: () => drop(f.name), text: "Drop" }) : null))));
+        el("td", {}, canChange() && !f.standard ? el("button", { type: "button", class: "danger", "data-testid": "field-drop", onclick: () => drop(f.name), text: "Drop" }) : null))));
     } catch (error) { showError("fields-error", error); }
   }
   async function drop(name) {

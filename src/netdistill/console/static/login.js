@@ -5,11 +5,14 @@
     event.preventDefault();
     const user = document.getElementById("login-user").value;
     const password = document.getElementById("login-password").value;
-    try {
-      await nd.api("POST", "/api/auth/login", { user, password });
-      location.href = form.dataset.next || "/";
-    } catch (error) {
-      nd.showError("login-error", error);
-    }
+    await nd.busy(document.getElementById("login-submit"), async () => {
+      try {
+        const me = await nd.api("POST", "/api/auth/login", { user, password });
+        const next = form.dataset.next || "/";
+        location.href = me.must_change_password ? "/password?next=" + encodeURIComponent(next) : next;
+      } catch (error) {
+        nd.showError("login-error", error);
+      }
+    });
   });
 })();

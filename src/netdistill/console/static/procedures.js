@@ -17,13 +17,14 @@
     const fields = Object.keys(p.fields || {}).sort();
     const node = el("section", { class: "card", "data-testid": "procedure-" + p.name, "data-procedure": p.name },
       el("h2", {}, p.name, " ",
-        el("span", { class: p.enabled ? "ok" : "muted", "data-testid": "procedure-state", text: p.enabled ? "enabled" : "disabled" })),
+        el("span", { class: "badge " + (p.enabled ? "ok" : ""), "data-testid": "procedure-state", text: p.enabled ? "enabled" : "disabled" }),
+        canChange() ? el("button", { type: "button", "data-testid": "procedure-toggle", onclick: (e) => nd.busy(e.currentTarget, () => toggle(p)), text: p.enabled ? "Disable" : "Enable" }) : null),
       el("p", { class: "muted", text: `trigger ${p.trigger}` + (p.description ? " · " + p.description : "") }),
-      canChange() ? el("button", { type: "button", "data-testid": "procedure-toggle", onclick: () => toggle(p), text: p.enabled ? "Disable" : "Enable" }) : null,
-      el("table", {}, el("tbody", {}, fields.map((f) => el("tr", {},
-        el("td", {}, el("a", { href: `/procedures/${encodeURIComponent(p.name)}/builder?field=${encodeURIComponent(f)}`, "data-testid": "builder-link", text: f })),
-        el("td", {}, el("code", { text: p.fields[f] })))))),
-      el("p", {}, el("a", { href: `/procedures/${encodeURIComponent(p.name)}/builder`, "data-testid": "builder-open", text: "Field enhancement builder →" })),
+      el("div", { class: "table-wrap" }, el("table", {}, el("thead", {}, el("tr", {}, el("th", { text: "field" }), el("th", { text: "enhancement" }))),
+        el("tbody", {}, fields.map((f) => el("tr", {},
+          el("td", {}, el("a", { href: `/procedures/${encodeURIComponent(p.name)}/builder?field=${encodeURIComponent(f)}`, "data-testid": "builder-link", text: f })),
+          el("td", {}, el("code", { text: p.fields[f] }))))))),
+      el("p", {}, el("a", { class: "button", href: `/procedures/${encodeURIComponent(p.name)}/builder`, "data-testid": "builder-open", text: "Field enhancement builder →" })),
       graph);
     ndGraph.draw(graph, p).catch((error) => showError("proc-error", error));
     return node;
