@@ -207,7 +207,7 @@ class Site:
             "--token", f"g-{pop}-token", "--data-dir", str(self.root / f"g-{pop}"),
         )  # fmt: skip
 
-    def wait_manager(self, name: str, timeout_s: float = 40) -> None:
+    def wait_manager(self, name: str, timeout_s: float = 90) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             assert self.procs[name].poll() is None, self.log(name)

@@ -122,7 +122,9 @@ def test_disconnect_hold_and_restore_after_top_up(tmp_path: Path, listener: CoaL
     assert client.post("/api/balances/alice/topup", json={"bytes": 500}).status_code == 401
     answer = client.post("/api/balances/alice/topup", json={"bytes": 500}, headers=auth)
     assert answer.status_code == 200
-    assert answer.json() == {"account_id": "alice", "quota_bytes": 1500, "prepaid_seconds": None}
+    assert answer.json() == {
+        "account_id": "alice", "quota_bytes": 1500, "prepaid_seconds": None, "prepaid_money": None
+    }
     clock.now += 60
     answer = client.post("/api/stages/run", headers=auth)
     assert answer.json() == {
@@ -143,10 +145,10 @@ def test_disconnect_hold_and_restore_after_top_up(tmp_path: Path, listener: CoaL
     )
     assert changes == [
         {"account_id": "alice", "who": "scheme:over-quota",
-         "change": '{"seed": {"prepaid_seconds": null, "quota_bytes": 1000}}',
+         "change": '{"seed": {"quota_bytes": 1000}}',
          "quota_bytes": 1000},
         {"account_id": "bob", "who": "scheme:over-quota",
-         "change": '{"seed": {"prepaid_seconds": null, "quota_bytes": 1000}}',
+         "change": '{"seed": {"quota_bytes": 1000}}',
          "quota_bytes": 1000},
         {"account_id": "alice", "who": "api:testclient",
          "change": '{"topup": {"bytes": 500, "seconds": 0.0}}', "quota_bytes": 1500},

@@ -62,7 +62,7 @@ def nfdump_totals(files: tuple[str, ...], workdir: Path) -> dict[str, int]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30  # a loaded machine starts it slowly
         while not _bound(port):
             assert time.monotonic() < deadline, "nfcapd did not bind"
             time.sleep(0.05)
