@@ -60,10 +60,11 @@ class ForwardConfig(_Model):
     backoff_initial_s: PositiveFloat = 0.2
     backoff_max_s: PositiveFloat = 10.0
     timeout_s: PositiveFloat = 60.0
-    refused_retry_s: PositiveFloat | None = Field(
-        None,
-        description="no longer used: a batch refused for good goes to the dead-letter "
-        "area (docs/delivery.md); accepted so that older schemes still load",
+    refused_retry_s: PositiveFloat = Field(
+        60.0,
+        description="how often a manager that refuses this gatherer itself (licence, "
+        "minimum version) is asked again; a batch refused for good goes to the "
+        "dead-letter area instead (docs/delivery.md)",
     )
     max_lag_bytes: PositiveInt | None = Field(
         None,

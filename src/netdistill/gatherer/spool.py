@@ -461,8 +461,7 @@ class Spool:
                         continue
                     too_big = lag.max_bytes is not None and pending > lag.max_bytes
                     too_old = (
-                        lag.max_age_s is not None
-                        and now - entry.appended_ms / 1000 > lag.max_age_s
+                        lag.max_age_s is not None and now - entry.appended_ms / 1000 > lag.max_age_s
                     )
                     if not (too_big or too_old):
                         break

@@ -34,6 +34,7 @@ from netdistill.manager.discovery import (
 from netdistill.manager.jobs import Every
 from netdistill.manager.monitor import MetricsListener, Monitor
 from netdistill.manager.versions import REFUSAL_HEADER, VERSION_HEADER, GathererVersions
+from netdistill.manager.watermarks import Watermarks
 from netdistill.manager.windows import WindowJob
 from netdistill.reports.api import reports_router
 from netdistill.scheme.models import ManagerConfig
@@ -161,8 +162,12 @@ class Manager:
         self.aging = AgingJob(
             store, retention_s=config.retention_days * 86400, interval_s=config.aging_interval_s
         )
-        self.windows = WindowJob(store, config.windows)
+        #: how far each gatherer delivered everything here (marks, the local pipeline)
+        self.watermarks = Watermarks()
+        self.windows = WindowJob(store, config.windows, watermarks=self.watermarks)
         self.monitor = Monitor(store, config.monitor, status_fn=self.status, admin_token=self.token)
+        self.windows.silent = self.monitor.is_silent
+        self.windows.alert = self.monitor.alert
         self.console = Console(store, token=self.token, query_limits=lambda: self.config.query)
         self.monitor.window_late_fn = self.windows.late_records
         # licences (licence/book.py) and gatherer versions (manager/versions.py)

@@ -101,6 +101,8 @@ class ManagerProcess:
         self.exporters = Exporters(lambda: self.manager.licences, lambda: self.plan.scheme)
         self.ingest.admit = self.exporters
         self._set_horizon(scheme)
+        self.ingest.on_mark = self.manager.watermarks.mark
+        self.manager.windows.feeders = self._feeders
         self.manager.routers += [
             ingest_router(self.ingest, self.auth),
             plan_router(
@@ -146,6 +148,7 @@ class ManagerProcess:
             max_datagrams=config.max_batch_datagrams,
             process=self.enhancer,
             quarantine=config.quarantine,
+            on_watermark=self.manager.watermarks.local,
         )
         self.local.start()
 
@@ -170,6 +173,7 @@ class ManagerProcess:
             self.ingest.process = enhancer
             if self.local is not None:
                 self.local.change_sources(remove, added, enhancer)
+                self.manager.watermarks.forget_local(remove)
             elif added:
                 self._start_local(added, new)
             stages = StageRunner.for_scheme(
@@ -186,6 +190,15 @@ class ManagerProcess:
             previous.close()
         self.plan.replace(new)
         self.scheme = new
+
+    def _feeders(self) -> set[str]:
+        """The gatherers a report window waits for: those the scheme gives sources."""
+        return {
+            s.gatherer
+            for s in self.scheme.sources
+            if s.gatherer == "local"
+            or any(g.name == s.gatherer and not g.revoked for g in self.scheme.gatherers)
+        }
 
     def _set_horizon(self, scheme: Scheme) -> None:
         """The aging job keeps ``_commits`` keys for the gatherers' longest retry."""
