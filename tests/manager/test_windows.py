@@ -252,4 +252,14 @@ def test_a_window_waits_for_every_gatherer_then_closes_incomplete_and_is_correct
     status = job.status()
     assert status["late_records"] == 2 and status["corrected_windows"] == 1
     assert status["watermarks"]["g2"]["watermark"] == T0 + 103
+    # the audit report shows it
+    from netdistill.reports import find_report, run_report
+
+    result = run_report(
+        store,
+        find_report(store, "audit_windows"),
+        {"from": "2023-11-14T00:00:00Z", "to": "2023-11-15T00:00:00Z"},
+    )
+    (row,) = result.table.to_pylist()
+    assert (row["version"], row["complete"], row["late_records"], row["records"]) == (2, True, 2, 5)
     store.close()

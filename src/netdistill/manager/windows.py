@@ -283,11 +283,8 @@ class WindowJob:
         """Count late records, close every window that may close now, re-issue the
         corrected ones; return the reports issued, new windows first, oldest first."""
         now = self._clock()
-        max_id = int(
-            self.store.query("SELECT coalesce(max(record_id), 0) AS m FROM records").to_pylist()[
-                0
-            ]["m"]
-        )
+        newest = self.store.query("SELECT coalesce(max(record_id), 0) AS m FROM records")
+        max_id = int(newest.to_pylist()[0]["m"])
         late = self._count_late(max_id)
         issued = self._close_new(now, max_id, late)
         issued += self._reissue(now, max_id)
