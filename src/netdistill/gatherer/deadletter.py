@@ -116,6 +116,48 @@ class DeadLetters:
         os.replace(self.directory / f"{letter.key}.json", done / f"{letter.key}.json")
 
 
+def resend(
+    letters: DeadLetters,
+    letter: DeadLetter,
+    *,
+    gatherer: str,
+    token: str,
+    url: str | None = None,
+    verify: Any = True,
+    timeout_s: float = 60.0,
+) -> tuple[bool, str]:
+    """Send ``letter`` again to its manager (or ``url``), exactly as it was spooled;
+    on acknowledgement move it to ``resent/``. Returns (taken, what the manager said)."""
+    import httpx
+
+    from netdistill.delivery.ack import Answer
+
+    target = (url or str(letter.meta["url"])).rstrip("/")
+    with httpx.Client(timeout=timeout_s, verify=verify) as http:
+        response = http.post(
+            f"{target}/api/ingest",
+            params={"gatherer": gatherer},
+            content=letter.body(),
+            headers={
+                "authorization": f"Bearer {token}",
+                "content-type": "application/vnd.netdistill.batches",
+            },
+        )
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    answer = Answer.parse(response.status_code, body if isinstance(body, dict) else {})
+    attempts = int(letter.meta.get("attempts") or 0) + 1
+    if response.status_code == 200 and answer.acked >= int(letter.meta["seq"]):
+        letters.update(letter, attempts=attempts, resent_at=round(time.time(), 3))
+        letters.resent(letter)
+        return True, f"taken by {target} ({body.get('rows', 0)} records stored)"
+    reason = answer.error or response.text[:200]
+    letters.update(letter, attempts=attempts, last_attempt_error=reason)
+    return False, f"{target} answered {response.status_code}: {reason}"
+
+
 def entry_of(letter: DeadLetter) -> tuple[dict[str, object], bytes]:
     """The (header, payload) of a dead letter's stored request body."""
     ((header, payload),) = list(unpack_entries(letter.body()))
