@@ -107,6 +107,9 @@ class Lag:
     not_delivered_records: int = 0
     #: append time (Unix s) of the newest entry skipped or evicted for it; 0: none
     lost_until: float = 0.0
+    #: the sequence its cursor was last moved to by a skip (``behind`` clears only
+    #: once it acknowledged past that and has nothing pending)
+    skipped_to: int = 0
 
 
 @dataclass(slots=True)
@@ -270,6 +273,9 @@ class Spool:
             frame = _frame(Entry(seq, kind, origin, origin_seq, rows, payload), now_ms)
             self._trim_behind()
             if self._size() + len(frame) > self.max_bytes:
+                self._release_acknowledged(seq)
+                self._skip_laggards(len(frame), seq)
+            if self._size() + len(frame) > self.max_bytes:
                 self._at_bound(len(frame))
             segment = self._writable_segment(seq)
             assert self._file is not None
@@ -322,9 +328,17 @@ class Spool:
             if cursor < oldest - 1:
                 self._cursors[destination] = oldest - 1
 
-    def _writable_segment(self, seq: int) -> _Segment:
+    def _release_acknowledged(self, seq: int) -> None:
+        """At the bound: the newest segment is kept even when every destination passed
+        it (it carries the sequence); roll to a new one so that it can go. Lock held."""
+        done = min(self._cursors.values(), default=self._next_seq)
+        last = self._segments[-1] if self._segments else None
+        if last is not None and last.entries and last.entries[-1].seq <= done:
+            self._writable_segment(seq, roll=True)
+
+    def _writable_segment(self, seq: int, *, roll: bool = False) -> _Segment:
         current = self._segments[-1] if self._segments else None
-        if current is not None and current.size < self.segment_bytes:
+        if current is not None and current.size < self.segment_bytes and not roll:
             if self._file is None:  # the newest segment, after start-up or an eviction
                 self._file = os.open(current.path, os.O_WRONLY | os.O_APPEND)
             return current
@@ -442,7 +456,11 @@ class Spool:
         """See the module docstring, independent destinations. Lock held."""
         over = {d: self._over_limit(d) for d in self.destinations}
         for destination, lag in self.lag.items():
-            if lag.behind and not over[destination] and self._pending_bytes(destination) == 0:
+            if (
+                lag.behind
+                and self._cursors[destination] > lag.skipped_to
+                and self._pending_bytes(destination) == 0
+            ):
                 lag.behind = False
                 log.warning("spool: destination %s caught up, no longer behind", destination)
         if not any(over.values()) or all(over.values()):
@@ -470,26 +488,54 @@ class Spool:
                 else:
                     continue
                 break
-            if not skipped:
-                continue
-            if not lag.behind:
-                log.error(
-                    "spool: destination %s is behind its lag limit; skipping its oldest "
-                    "entries (counted as not delivered to it) while the others keep up",
-                    destination,
-                )
-            lag.behind = True
-            lag.not_delivered_batches += len(skipped)
-            lag.not_delivered_records += sum(e.rows for e in skipped if e.kind == RECORDS)
-            lag.lost_until = max(lag.lost_until, skipped[-1].appended_ms / 1000)
-            self._cursors[destination] = skipped[-1].seq
-            write_atomic(
-                self.directory / f"cursor.{destination}", str(skipped[-1].seq), fsync=self.fsync
-            )
+            if skipped:
+                self._skip(destination, skipped)
         self._collect()
         if self.full and self._size() < self.max_bytes * 0.9:
             self.full = False
             log.warning("spool below its bound again")
+
+    def _skip_laggards(self, needed: int, seq: int) -> None:
+        """At the bound, while some destination keeps within its limit: skip the oldest
+        entries of the one furthest behind (counted) until ``needed`` bytes fit. Lock
+        held. With every destination past its limit nothing is skipped (the policy
+        applies)."""
+        keepers = [d for d in self.destinations if not self._over_limit(d)]
+        if not keepers or not any(lag.max_bytes or lag.max_age_s for lag in self.lag.values()):
+            return
+        for _ in range(sum(len(s.entries) for s in self._segments)):
+            if self._size() + needed <= self.max_bytes:
+                return
+            pending = {d: self._pending_bytes(d) for d in self.destinations}
+            floor = min(pending[d] for d in keepers)
+            worst = max(self.destinations, key=lambda d: pending[d])
+            if pending[worst] <= floor:
+                return  # nobody is further behind than those keeping up
+            after = self._cursors[worst]
+            entry = next(
+                e for segment in self._segments for e in segment.entries if e.seq > after
+            )
+            self._skip(worst, [entry])
+            self._collect()
+            self._release_acknowledged(seq)
+
+    def _skip(self, destination: str, skipped: list[_Index]) -> None:
+        """Move ``destination``'s cursor past ``skipped`` (its oldest), counted."""
+        lag = self.lag[destination]
+        if not lag.behind:
+            log.error(
+                "spool: destination %s is behind; skipping its oldest entries (counted as "
+                "not delivered to it) while the others keep up",
+                destination,
+            )
+        lag.behind = True
+        lag.not_delivered_batches += len(skipped)
+        lag.not_delivered_records += sum(e.rows for e in skipped if e.kind == RECORDS)
+        lag.lost_until = max(lag.lost_until, skipped[-1].appended_ms / 1000)
+        self._cursors[destination] = lag.skipped_to = skipped[-1].seq
+        write_atomic(
+            self.directory / f"cursor.{destination}", str(skipped[-1].seq), fsync=self.fsync
+        )
 
     def lag_status(self, destination: str) -> dict[str, object]:
         with self._lock:
