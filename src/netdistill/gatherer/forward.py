@@ -208,6 +208,8 @@ class Forwarder:
             if len(done) == len(entries):  # every entry taken: it was the mark
                 self._marks_refused(answer)
                 return len(done)
+            if self.dead_letters is None:  # nowhere to set it aside: keep it, retry
+                raise RuntimeError(f"manager refused an entry for good: {answer.error}")
             refused = next(
                 (e for e in entries if e.seq == answer.refused_seq),
                 next(e for e in entries if e.seq > answer.acked),
