@@ -270,7 +270,9 @@ def test_link_to_the_primary_cut_longer_than_grace(tmp_path: Path) -> None:
     assert chosen and all(r["delivered_from"] == "secondary" for r in chosen)
     assert any("primary marks it incomplete (g1 silent)" in r["choice"] for r in chosen)
     assert primary["late_records"] > 0 and primary["corrected_windows"] > 0
-    late_line = next(x for x in metrics.splitlines() if x.startswith("netdistill_window_late"))
+    late_line = next(
+        x for x in metrics.splitlines() if x.startswith("netdistill_window_late_records ")
+    )
     assert float(late_line.split()[-1]) == primary["late_records"]
 
 

@@ -512,9 +512,7 @@ class Spool:
             if pending[worst] <= floor:
                 return  # nobody is further behind than those keeping up
             after = self._cursors[worst]
-            entry = next(
-                e for segment in self._segments for e in segment.entries if e.seq > after
-            )
+            entry = next(e for segment in self._segments for e in segment.entries if e.seq > after)
             self._skip(worst, [entry])
             self._collect()
             self._release_acknowledged(seq)

@@ -73,12 +73,15 @@ class Watermarks:
 
     def local(self, source: str, began: float) -> None:
         """The manager's own pipeline committed everything ``source`` received before
-        ``began`` (``Pipeline.on_watermark``)."""
+        ``began`` (``Pipeline.on_watermark``; called from each source's thread)."""
+        now = self._clock()
         with self._lock:
             current = self._marks.get(LOCAL)
-            per_source = dict(current.per_source) if current else {}
-        per_source[source] = max(per_source.get(source, 0.0), began)
-        self._update(LOCAL, min(per_source.values()), per_source, 0.0, 0)
+            if current is None:
+                current = self._marks[LOCAL] = Mark(began, now, 0, {})
+            current.per_source[source] = max(current.per_source.get(source, 0.0), began)
+            current.watermark = max(current.watermark, min(current.per_source.values()))
+            current.received_at = now
 
     def forget_local(self, names: Iterable[str]) -> None:
         """Local sources that stopped (a scheme change) no longer hold the mark back."""
