@@ -114,6 +114,8 @@ class Forwarder:
         #: False once this manager refused a mark (a version older than marks)
         self.marks = watermarks is not None
         self.last_mark: dict[str, Any] | None = None
+        #: requests that carried only a mark (not counted in ``requests``)
+        self.marks_sent = 0
         self._last_mark_at = 0.0
         #: why this manager refuses this gatherer for good ("" : it does not)
         self.refused_gatherer = ""
@@ -141,8 +143,11 @@ class Forwarder:
         self._last_mark_at = self._clock()
         return pack_mark(seq, self.gatherer, watermark, per_source, lost_until)
 
-    def _post(self, body: bytes) -> tuple[int, Answer, str]:
-        self.requests += 1
+    def _post(self, body: bytes, *, mark_only: bool = False) -> tuple[int, Answer, str]:
+        if mark_only:
+            self.marks_sent += 1
+        else:
+            self.requests += 1
         response = self._http.post("/api/ingest", params={"gatherer": self.gatherer}, content=body)
         try:
             parsed: dict[str, Any] = response.json()
@@ -165,9 +170,8 @@ class Forwarder:
         mark = self._mark(self.spool.cursor(self.spool_destination))
         if not mark:
             return False
-        status, answer, text = self._post(mark)
+        status, answer, text = self._post(mark, mark_only=True)
         if status == 200:
-            self.answered_requests += 1
             return True
         if not answer.retriable:
             self._marks_refused(answer)
@@ -317,5 +321,6 @@ class Forwarder:
             "last_refusal": self.last_refusal,
             "last_mark": self.last_mark,
             "refused_gatherer": self.refused_gatherer,
+            "marks_sent": self.marks_sent,
             **self.spool.lag_status(self.spool_destination),
         }
