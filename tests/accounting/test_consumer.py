@@ -152,3 +152,72 @@ def test_primary_down_counts_failures_before_switching(pair, tmp_path):
     status = json.loads((out / "status.json").read_text())
     assert status["primary"]["failures"] == 2 and status["primary"]["last_error"]
     c.close()
+
+
+def test_incomplete_windows_mismatches_and_corrections(pair, tmp_path):
+    """Finding 1 of issue 13, the consumer's part: it delivered whatever the healthy
+    primary had, never comparing. Now: the primary's window is incomplete (a gatherer
+    silent) while the secondary has it complete — the secondary's is delivered, with
+    the reason; the primary re-issues it complete with the same rows — nothing more is
+    delivered; late records reach both managers — exactly one correction is delivered,
+    superseding the first file, and a restart does not deliver it again."""
+    a, b, clock = pair
+    out = tmp_path / "out"
+    late = records(1)  # at T0, in the first window
+    a.manager.windows.feeders = lambda: {"g"}  # the primary waits for gatherer g …
+    a.manager.windows.silent = lambda name, since: True  # … which is silent
+    clock.now = T0 + 60
+    (first_a,) = a.manager.windows.run_once()
+    assert not first_a["complete"] and first_a["incomplete"][0]["gatherer"] == "g"
+    b.manager.windows.run_once()
+    c = consumer(a, b, out, clock)
+    assert c.step() == 1
+    (delivered_file,) = out.glob("window-*.json")
+    body = json.loads(delivered_file.read_text())
+    assert body["delivered_from"] == "secondary" and body["complete"]
+    assert "primary marks it incomplete (g silent)" in body["choice"]
+    assert json.loads((out / "status.json").read_text())["source"] == "primary"
+
+    # g is back and past the window: the primary re-issues it complete, same rows
+    a.manager.windows.silent = lambda name, since: False
+    a.manager.windows.watermarks.mark("g", {"seq": 1, "watermark": T0 + 61})
+    clock.now += 1
+    (again,) = a.manager.windows.run_once()
+    assert again["version"] == 2 and again["complete"]
+    assert again["checksum"] == body["checksum"]
+    assert c.step() == 0
+    assert sorted(p.name for p in out.glob("window-*.json")) == [f"window-{T0}.json"]
+
+    # a late record reaches both: each re-issues; one correction is delivered
+    a.store.commit(late, origin="g/nf", sequence=2)
+    b.store.commit(late, origin="g/nf", sequence=2)
+    clock.now += 1
+    assert [r["version"] for r in a.manager.windows.run_once()] == [3]
+    assert [r["version"] for r in b.manager.windows.run_once()] == [2]
+    assert c.step() == 0  # corrections are not new windows
+    correction = json.loads((out / f"window-{T0}-correction-1.json").read_text())
+    assert correction["records"] == body["records"] + 1 and correction["late_records"] == 1
+    assert correction["supersedes"] == {"file": f"window-{T0}.json", "checksum": body["checksum"]}
+    assert len(list(out.glob("window-*-correction-*.json"))) == 1
+    c.close()
+    c = consumer(a, b, out, clock)
+    c.cursor.revisions = {}  # even asked for every revision again: nothing is repeated
+    c.step()
+    assert len(list(out.glob("window-*-correction-*.json"))) == 1
+    assert c.delivered[T0]["file"] == f"window-{T0}-correction-1.json"
+    c.close()
+
+
+def test_on_a_checksum_mismatch_the_report_with_more_records_is_taken(pair, tmp_path):
+    a, b, clock = pair
+    out = tmp_path / "out"
+    b.store.commit(records(1), origin="g/nf", sequence=5)  # the primary lacks this one
+    clock.now = T0 + 60
+    a.manager.windows.run_once()
+    b.manager.windows.run_once()
+    c = consumer(a, b, out, clock)
+    assert c.step() == 1
+    body = json.loads((out / f"window-{T0}.json").read_text())
+    assert body["delivered_from"] == "secondary"
+    assert "checksums differ: the secondary has 7 records, the primary 6" in body["choice"]
+    c.close()

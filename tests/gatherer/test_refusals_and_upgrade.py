@@ -1,10 +1,11 @@
 """A gatherer and a manager in one test process, over real sockets: refusals for good,
 and spool entries written before batches carried field names.
 
-* The operator changed a field's type on the manager: every batch is refused (422) —
-  the gatherer keeps the entries, counts and shows the refusal, and asks again only
-  every ``refused_retry_s`` (no hot loop); once the type is changed back, everything
-  spooled meanwhile is stored, exactly once.
+* A poison batch (a field the manager does not know) between good ones: it is refused
+  for good (422), moved to the gatherer's dead-letter area with the reason, shown in
+  the status, and the batches behind it are stored at once (issue 13, item 3: before,
+  they waited behind it for ever); ``netdistill gatherer dead-letter resend`` (a real
+  process) is refused again until the field is added, then stores it exactly once.
 * Upgrade: a spool holding format-1 entries (columns named by the ids of the manager
   that served the old plan) and the old ``plan.json``: the gatherer records that
   registry at start and converts the entries, so a manager whose ids differ stores
@@ -60,7 +61,7 @@ def _scheme(path: Path, api_port: int, sources: str) -> None:
         f"manager: {{api_port: {api_port}}}\n"
         f"gatherers:\n  - name: g\n    token_sha256: {digest}\n"
         "    commit_interval_s: 0.1\n"
-        "    forward: {plan_poll_s: 0.3, backoff_max_s: 0.3, refused_retry_s: 0.5}\n"
+        "    forward: {plan_poll_s: 0.3, backoff_max_s: 0.3}\n"
         f"sources:\n{sources}"
     )
 
@@ -79,7 +80,23 @@ def _rows(process: ManagerProcess, sql: str) -> list[dict[str, Any]]:
     return list(process.store.query(sql).to_pylist())
 
 
-def test_a_refused_batch_is_kept_counted_and_asked_again_slowly(tmp_path: Path) -> None:
+def _poison(rows: int) -> bytes:
+    """A records payload with a field no manager has: refused for good."""
+    from netdistill.delivery.wire import encode_records
+
+    table = pa.table(
+        {
+            "src_ip": [f"192.0.2.{i + 1}" for i in range(rows)],
+            "bytes": pa.array([7] * rows, pa.uint64()),
+            "vlan_poison": pa.array(list(range(rows)), pa.uint32()),
+        }
+    )
+    return encode_records(table, {"src_ip": "ip", "bytes": "uint64", "vlan_poison": "uint32"})
+
+
+def test_a_poison_batch_is_dead_lettered_and_the_rest_flows_on(tmp_path: Path) -> None:
+    import subprocess
+
     udp = peers.free_udp_port()
     _scheme(
         tmp_path / "scheme.yaml",
@@ -88,35 +105,50 @@ def test_a_refused_batch_is_kept_counted_and_asked_again_slowly(tmp_path: Path) 
     )
     manager = ManagerProcess(tmp_path / "scheme.yaml", tmp_path / "manager")
     manager.start()
-    manager.store.alter_field("tos", "uint16")  # the operator's change; NetFlow sends uint8
     gatherer = Gatherer("g", [manager.manager.api_url], token=TOKEN, data_dir=tmp_path / "g")
+    count = "select count(*) n, count(distinct src_ip) k from records where source = 'nf'"
     try:
         gatherer.start()
         peers.wait_udp_bound(udp)
-        peers.send_datagrams(_v5(300), udp, per_second=3000)
         (forwarder,) = gatherer.forwarders
-        _wait("refused", lambda: forwarder.refused is not None)
-        asked = forwarder.requests
-        time.sleep(1.2)  # refused_retry_s 0.5: two or three more requests, not hundreds
+        peers.send_datagrams(_v5(300), udp, per_second=3000)
+        _wait("first stored", lambda: _rows(manager, count) == [{"n": 300, "k": 300}])
+        poison_seq = gatherer.spool.append(RECORDS, "g/nf", 0, 5, _poison(5))
+        peers.send_datagrams(_v5(200), udp, per_second=3000)  # behind the poison
+        _wait("dead-lettered", lambda: forwarder.dead_lettered == 1)
+        _wait("the rest stored", lambda: forwarder.status()["pending_records"] == 0)
+        assert _rows(manager, count) == [{"n": 500, "k": 300}]  # 200 resent keys: 10.0.0.x
         status = gatherer.status()
         (state,) = status["managers"]
-        assert 1 <= state["requests"] - asked <= 4, state
-        assert state["refused_batches"] == 1 and state["refusals"] >= 2
-        assert state["refused"]["field"] == "tos" and state["refused"]["origin"] == "g/nf"
-        assert "'tos' is uint8 in the batch but uint16" in state["refused"]["error"]
-        assert state["pending_records"] == 300  # kept in the spool, nothing acknowledged
-        assert status["alerts"] == [
-            f"manager {manager.manager.api_url} refuses spool entry {state['refused']['seq']}"
-        ]
-        assert _rows(manager, "select count(*) n from records") == [{"n": 0}]
-        assert manager.ingest.status()["refused"]["g"] >= 2
+        assert state["dead_lettered"] == 1 and state["last_refusal"]["seq"] == poison_seq
+        assert state["last_refusal"]["field"] == "vlan_poison"
+        dead = status["dead_letter"]
+        assert (dead["batches"], dead["records"]) == (1, 5)
+        (entry,) = dead["entries"]
+        assert entry["seq"] == poison_seq and entry["url"] == manager.manager.api_url
+        assert "'vlan_poison' (uint32) is not in this manager's field registry" in entry["reason"]
+        assert any("dead-letter" in alert for alert in status["alerts"])
 
-        manager.store.alter_field("tos", "uint8")  # fixed: the next try is taken
-        _wait("stored", lambda: forwarder.status()["pending_records"] == 0)
-        assert forwarder.refused is None
-        assert _rows(manager, "select count(*) n, count(distinct src_ip) k from records") == [
-            {"n": 300, "k": 300}
-        ]
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [*peers.netdistill_command(), "gatherer", "dead-letter", *args,
+                 "--data-dir", str(tmp_path / "g")],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+
+        listed = cli("list")
+        assert listed.returncode == 0 and f"{poison_seq}  g/nf  5 records" in listed.stdout
+        again = cli("resend", "--token", TOKEN)
+        assert again.returncode == 1 and "REFUSED again" in again.stdout, again
+        manager.store.add_field("vlan_poison", "uint32")  # the operator's fix
+        fixed = cli("resend", "--token", TOKEN)
+        assert fixed.returncode == 0 and "re-sent" in fixed.stdout, fixed
+        assert _rows(
+            manager, "select count(*) n, sum(vlan_poison) v from records where source is null"
+        ) == [{"n": 5, "v": 10}]
+        assert gatherer.status()["dead_letter"]["batches"] == 0
+        assert cli("resend", "--token", TOKEN).returncode == 1  # nothing left: no double
+        assert len(list((tmp_path / "g" / "dead-letter" / "resent").glob("*.entry"))) == 1
     finally:
         gatherer.stop()
         manager.stop()
@@ -201,7 +233,7 @@ def test_format1_spool_entries_are_converted_at_upgrade(tmp_path: Path) -> None:
         status = gatherer.status()
         assert status["format1_left_out"] == 2  # dropped_since, once per entry
         assert status["format1_converted"] == 2
-        assert status["managers"][0]["refused_batches"] == 0
+        assert status["managers"][0]["dead_lettered"] == 0
     finally:
         gatherer.stop()
         manager.stop()

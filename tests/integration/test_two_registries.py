@@ -302,7 +302,7 @@ def test_two_managers_with_different_registries_store_every_column(
 
     final = d.wait("both managers acknowledged everything", drained)
     for manager in final["managers"]:
-        assert manager.get("refused_batches", 0) == 0, manager
+        assert manager.get("dead_lettered", 0) == 0, manager
 
     truth = radius_truth()
     columns = list(truth[0])

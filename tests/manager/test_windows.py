@@ -131,8 +131,24 @@ def test_empty_windows_are_reported_and_nothing_before_the_first_record(tmp_path
     assert reports[5]["rows"] == []
     clock.now += 1
     store.commit(late, origin="g/a", sequence=2)  # after its window closed
-    assert job.late_records() == 1
-    assert job.report(T0)["records"] == 3  # a closed report never changes
+    issued = job.run_once()  # counted, and the window re-issued with the late record
+    assert [(r["start"], r["version"], r["late_records"], r["records"]) for r in issued] == [
+        (T0, 2, 1, 4)
+    ]
+    assert issued[0]["supersedes"] == reports[0]["checksum"]
+    assert issued[0]["revision"] > max(r["revision"] for r in reports)
+    assert job.late_records() == 1 and job.status()["late_records"] == 1
+    assert job.report(T0) == issued[0]
+    assert job.revisions(after=reports[-1]["revision"]) == issued
+    assert job.run_once() == []  # nothing new
+    store.close()
+    # a restart neither recounts nor misses: the last record id seen is kept
+    store = DuckDBStore(tmp_path / "records.duckdb", clock=clock)
+    job = WindowJob(store, WindowsConfig(length_s=60, grace_s=0), clock=clock)
+    assert job.run_once() == [] and job.late_records() == 1
+    store.commit(make_records(2, seed=9, span_s=1), origin="g/a", sequence=3)
+    (again,) = job.run_once()
+    assert (again["start"], again["version"], again["late_records"]) == (T0, 3, 3)
     store.close()
 
 
@@ -176,3 +192,74 @@ def test_start_time_mode_and_defaults_validate():
         WindowsConfig(length_s=0)
     with pytest.raises(ValueError):
         WindowsConfig(lenght_s=60)  # type: ignore[call-arg]
+
+
+def _batch_at(seconds: list[float], bytes_: int = 100) -> pa.Table:
+    ts = pa.timestamp("us", tz="UTC")
+    table = pa.table(
+        {
+            "end_time": pa.array([int(s * 1e6) for s in seconds]).cast(ts),
+            "account_id": ["acme"] * len(seconds),
+            "bytes": pa.array([bytes_] * len(seconds), pa.uint64()),
+        }
+    )
+    return conform(table)
+
+
+def test_a_window_waits_for_every_gatherer_then_closes_incomplete_and_is_corrected(tmp_path):
+    """Finding 1 of issue 13: windows closed on the manager's clock while a gatherer's
+    records were still on their way, and looked complete. Now: g1 delivered past the
+    window, g2 did not — the window waits; g2 falls silent — the window closes
+    incomplete naming g2, with an alert; g2's records arrive — counted late, and the
+    window is re-issued complete with all of them."""
+    from netdistill.manager.monitor import Monitor, MonitorConfig
+
+    clock = Clock(T0 + 100)
+    store = DuckDBStore(tmp_path / "records.duckdb", clock=clock)
+    monitor = Monitor(store, MonitorConfig(silence_intervals=3), clock=clock)
+    job = WindowJob(store, WindowsConfig(length_s=60, grace_s=5, max_wait_s=1000), clock=clock)
+    job.watermarks._clock = clock
+    job.watermarks.started_at = clock.now
+    job.feeders = lambda: {"g1", "g2"}
+    job.silent = monitor.is_silent
+    job.alert = monitor.alert
+    for name in ("g1", "g2"):
+        monitor.receive({"gatherer": name, "interval_s": 1.0})
+    store.commit(_batch_at([T0 + 10, T0 + 20]), origin="g1/nf", sequence=1)
+    store.commit(_batch_at([T0 + 30]), origin="g2/nf", sequence=1)
+    job.watermarks.mark("g1", {"seq": 1, "watermark": T0 + 99})
+    job.watermarks.mark("g2", {"seq": 1, "watermark": T0 + 31})
+    assert job.run_once() == []  # the clock is past T0+65, but g2 is not
+    clock.now += 2
+    monitor.receive({"gatherer": "g1", "interval_s": 1.0})
+    assert job.run_once() == []  # g2 is 2 s quiet, not yet silent (3 intervals)
+    clock.now += 2
+    (first,) = job.run_once()  # g2 silent: closes incomplete, naming it
+    assert first["start"] == T0 and not first["complete"] and first["records"] == 3
+    assert [(m["gatherer"], m["reason"]) for m in first["incomplete"]] == [("g2", "silent")]
+    (alert,) = monitor.alerts(open_only=True)
+    assert alert["kind"] == "window_incomplete" and "g2 (silent)" in alert["detail"]
+    # g2 comes back with what it spooled: late, and the window is re-issued complete
+    monitor.receive({"gatherer": "g2", "interval_s": 1.0})
+    store.commit(_batch_at([T0 + 40, T0 + 50]), origin="g2/nf", sequence=2)
+    job.watermarks.mark("g2", {"seq": 2, "watermark": T0 + 103})
+    reissued = [r for r in job.run_once() if r["start"] == T0]
+    assert [(r["version"], r["complete"], r["records"], r["late_records"]) for r in reissued] == [
+        (2, True, 5, 2)
+    ]
+    assert reissued[0]["supersedes"] == first["checksum"]
+    assert monitor.alerts(open_only=True) == []  # cleared by a complete window
+    status = job.status()
+    assert status["late_records"] == 2 and status["corrected_windows"] == 1
+    assert status["watermarks"]["g2"]["watermark"] == T0 + 103
+    # the audit report shows it
+    from netdistill.reports import find_report, run_report
+
+    result = run_report(
+        store,
+        find_report(store, "audit_windows"),
+        {"from": "2023-11-14T00:00:00Z", "to": "2023-11-15T00:00:00Z"},
+    )
+    (row,) = result.table.to_pylist()
+    assert (row["version"], row["complete"], row["late_records"], row["records"]) == (2, True, 2, 5)
+    store.close()

@@ -116,6 +116,32 @@ def test_aging_deletes_only_records_older_than_the_retention(tmp_path):
     store.close()
 
 
+def test_the_aging_job_prunes_commit_keys_past_the_retry_horizon(tmp_path):
+    """``_commits`` grew forever (issue 13, item 5): the aging job now forgets the keys
+    older than the retry horizon, keeping each origin's newest (sequences continue)."""
+    from netdistill.manager.main import AgingJob, retry_horizon_s
+
+    clock = Clock(1_000_000.0)
+    store = DuckDBStore(tmp_path / "r.duckdb", clock=clock)
+    for seq in (1, 2, 3):
+        store.commit(batch(1), origin="g/a", sequence=seq)
+    store.commit(batch(1), origin="g/b", sequence=1)
+    clock.now += 10 * 86400
+    store.commit(batch(1), origin="g/a", sequence=4)
+    horizon = retry_horizon_s([2 * 86400.0])  # the default max_lag_s (7 d) is longer
+    assert horizon == 8 * 86400
+    job = AgingJob(store, retention_s=1e9, interval_s=3600, commit_horizon_s=horizon, clock=clock)
+    assert job.run_once() == 0
+    assert job.pruned_commits == 3  # g/a 1..3; g/b 1 is its origin's newest
+    keys = store.query("select origin, sequence from _commits order by all").to_pylist()
+    assert keys == [{"origin": "g/a", "sequence": 4}, {"origin": "g/b", "sequence": 1}]
+    assert store.last_sequence("g/a") == 4 and store.last_sequence("g/b") == 1
+    assert store.commit(batch(1), origin="g/a", sequence=4) == 0  # still idempotent
+    job.run_once()
+    assert job.pruned_commits == 3
+    store.close()
+
+
 def test_fields_add_drop_alter_while_committing(store):
     store.commit(batch(2), origin="o", sequence=1)
     store.add_field("customer", "string", "billing customer")

@@ -12,11 +12,24 @@ healthy and caught up: it has the next window, and its report of the last delive
 window has the same checksum as the one delivered (so a primary that restarted and has
 not yet received what it missed is not trusted early).
 
+Which manager's report of the next window is delivered is then decided by
+``choice.choose``: never one that manager marks incomplete while the other has it
+complete; on a checksum mismatch the one with more records (and why, in the log and in
+the file's ``choice``); an incomplete one only when the other cannot do better.
+Windows already delivered may be re-issued by a manager (late records, completion):
+``choice.correction`` decides, and the correction is delivered as a file of its own.
+
 Delivery into ``out_dir`` (the durable cursor makes restarts neither skip nor repeat):
 
 * ``window-<start>.json`` — the report as the manager produced it, plus
-  ``delivered_from`` / ``delivered_from_url`` / ``delivered_at``; written to a temporary
-  file, fsynced, renamed. Files appear strictly in window order, one per window.
+  ``delivered_from`` / ``delivered_from_url`` / ``delivered_at`` (and ``choice`` when it
+  was not the plain one); written to a temporary file, fsynced, renamed. Files appear
+  strictly in window order, one per window.
+* ``window-<start>-correction-<n>.json`` — the n-th correction of that window: the
+  re-issued report, with ``supersedes`` naming the file and checksum it replaces and
+  ``correction`` (n) and its reason; the newest file of a window is its final version.
+  The files are the record of what was delivered: at start the consumer reads them, so
+  a correction is delivered once, whatever crashes.
 * ``cursor.json`` — the last delivered window (start, checksum), advanced after the
   file is in place; at start the newest ``window-*.json`` wins over a cursor left behind
   by a crash between the two steps, so that window is not delivered again.
@@ -33,6 +46,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -41,12 +55,16 @@ from typing import Any
 
 import httpx
 
+from netdistill.accounting.choice import choose, correction
 from netdistill.accounting.config import AccountingConfig, ManagerEndpoint
 from netdistill.files import write_atomic
 
 log = logging.getLogger(__name__)
 
 PRIMARY, SECONDARY = "primary", "secondary"
+OTHER = {PRIMARY: SECONDARY, SECONDARY: PRIMARY}
+_WINDOW_FILE = re.compile(r"^window-(\d+)\.json$")
+_CORRECTION_FILE = re.compile(r"^window-(\d+)-correction-(\d+)\.json$")
 
 
 class Endpoint:
@@ -60,6 +78,8 @@ class Endpoint:
         self.last_error = ""
         self.last_ok: float | None = None
         self.windows: dict[int, dict[str, Any]] = {}
+        #: reports re-issued since the revision asked for (``poll``'s ``revision``)
+        self.revised: list[dict[str, Any]] = []
         self.info: dict[str, Any] = {}
         self._http = httpx.Client(timeout=timeout_s, verify=config.verify)
 
@@ -80,18 +100,21 @@ class Endpoint:
         response.raise_for_status()
         return response.json()
 
-    def poll(self, after: int | None) -> None:
-        """Health check, then the windows from ``after`` (inclusive) on."""
+    def poll(self, after: int | None, revision: int = 0) -> None:
+        """Health check, then the windows from ``after`` (inclusive) on, and those
+        issued after ``revision`` (corrections)."""
         try:
             self._get("/api/status")
             listing = self._get("/api/windows", after=-1 if after is None else after - 1)
+            revised = self._get("/api/windows/revisions", after=revision, limit=1000)
         except (httpx.HTTPError, ValueError) as exc:
             self.failures += 1
             self.last_error = str(exc) or type(exc).__name__
-            self.windows = {}
+            self.windows, self.revised = {}, []
             return
         self.failures, self.last_error, self.last_ok = 0, "", time.time()
         self.windows = {int(w["start"]): w for w in listing.pop("windows")}
+        self.revised = list(revised.get("windows") or [])
         self.info = listing
 
     def status(self) -> dict[str, Any]:
@@ -115,6 +138,9 @@ class Cursor:
     source: str = PRIMARY
     delivered: int = 0
     switches: int = 0
+    corrections: int = 0
+    #: per role, the last revision of that manager looked at for corrections
+    revisions: dict[str, int] = field(default_factory=dict)
 
 
 def decide(
@@ -173,6 +199,9 @@ class Consumer:
     cursor: Cursor = field(init=False)
     endpoints: dict[str, Endpoint] = field(init=False)
     waiting_for: int | None = field(default=None, init=False)
+    #: per window start, the last delivered report and its file (read from out_dir)
+    delivered: dict[int, dict[str, Any]] = field(default_factory=dict, init=False)
+    _incomplete_since: dict[int, float] = field(default_factory=dict, init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
 
     def __post_init__(self) -> None:
@@ -184,6 +213,7 @@ class Consumer:
             SECONDARY: Endpoint(SECONDARY, c.secondary, c.timeout_s),
         }
         self.cursor = self._load_cursor()
+        self.delivered = self._load_delivered()
 
     # --- durable state ---------------------------------------------------------------------
 
@@ -193,7 +223,9 @@ class Consumer:
         if cursor.last_start is None and self.config.start_after is not None:
             cursor.last_start = self.config.start_after
         files = sorted(
-            (int(p.stem.removeprefix("window-")), p) for p in self.out.glob("window-*.json")
+            (int(m.group(1)), p)
+            for p in self.out.glob("window-*.json")
+            if (m := _WINDOW_FILE.match(p.name))
         )
         if files and (cursor.last_start is None or files[-1][0] > cursor.last_start):
             start, newest = files[-1]  # delivered, but the cursor was not advanced
@@ -204,10 +236,34 @@ class Consumer:
             log.warning("cursor behind %s: resuming after it", newest.name)
         return cursor
 
+    def _load_delivered(self) -> dict[int, dict[str, Any]]:
+        """The last delivered version of every window, from the files (the truth)."""
+        newest: dict[int, tuple[int, Any]] = {}
+        for path in self.out.glob("window-*.json"):
+            if m := _WINDOW_FILE.match(path.name):
+                key = (int(m.group(1)), 0)
+            elif m := _CORRECTION_FILE.match(path.name):
+                key = (int(m.group(1)), int(m.group(2)))
+            else:
+                continue
+            if key[0] not in newest or newest[key[0]][0] < key[1]:
+                newest[key[0]] = (key[1], path)
+        out = {}
+        for start, (n, path) in newest.items():
+            report = json.loads(path.read_text())
+            out[start] = {
+                "checksum": report.get("checksum"),
+                "complete": report.get("complete", True),
+                "records": report.get("records"),
+                "file": path.name,
+                "corrections": n,
+            }
+        return out
+
     def _save_cursor(self) -> None:
         write_atomic(self.out / "cursor.json", json.dumps(self.cursor.__dict__, indent=1))
 
-    def _deliver(self, report: dict[str, Any], role: str) -> None:
+    def _deliver(self, report: dict[str, Any], role: str, choice: str | None = None) -> None:
         start = int(report["start"])
         endpoint = self.endpoints[role]
         body = {
@@ -215,13 +271,74 @@ class Consumer:
             "delivered_from": role,
             "delivered_from_url": endpoint.url,
             "delivered_at": round(self.clock(), 3),
+            **({"choice": choice} if choice else {}),
         }
-        write_atomic(self.out / f"window-{start}.json", json.dumps(body, indent=1))
+        name = f"window-{start}.json"
+        write_atomic(self.out / name, json.dumps(body, indent=1))
+        self.delivered[start] = {
+            "checksum": report.get("checksum"),
+            "complete": report.get("complete", True),
+            "records": report.get("records"),
+            "file": name,
+            "corrections": 0,
+        }
         self.cursor.last_start, self.cursor.last_checksum = start, report["checksum"]
         self.cursor.length_s = int(report["end"]) - start
         self.cursor.delivered += 1
         self._save_cursor()
         log.info("window %s delivered from the %s (%s)", report.get("start_iso"), role, start)
+
+    def _deliver_correction(self, report: dict[str, Any], role: str, why: str) -> None:
+        start = int(report["start"])
+        previous = self.delivered[start]
+        n = int(previous["corrections"]) + 1
+        name = f"window-{start}-correction-{n}.json"
+        body = {
+            **report,
+            "delivered_from": role,
+            "delivered_from_url": self.endpoints[role].url,
+            "delivered_at": round(self.clock(), 3),
+            "correction": n,
+            "correction_reason": why,
+            "supersedes": {"file": previous["file"], "checksum": previous["checksum"]},
+        }
+        write_atomic(self.out / name, json.dumps(body, indent=1))
+        self.delivered[start] = {
+            "checksum": report.get("checksum"),
+            "complete": report.get("complete", True),
+            "records": report.get("records"),
+            "file": name,
+            "corrections": n,
+        }
+        if start == self.cursor.last_start:
+            self.cursor.last_checksum = report["checksum"]
+        self.cursor.corrections += 1
+        log.warning(
+            "window %s: correction %d delivered from the %s (%s), superseding %s",
+            report.get("start_iso"),
+            n,
+            role,
+            why,
+            previous["file"],
+        )
+
+    def _corrections(self) -> int:
+        """Deliver the re-issued reports of windows already delivered."""
+        done = 0
+        for role, endpoint in self.endpoints.items():
+            for report in endpoint.revised:
+                start = int(report["start"])
+                if self.cursor.last_start is not None and start <= self.cursor.last_start:
+                    why = correction(report, self.delivered.get(start))
+                    if why is not None:
+                        self._deliver_correction(report, role, why)
+                        done += 1
+                revision = int(report.get("revision") or 0)
+                if revision > self.cursor.revisions.get(role, 0):
+                    self.cursor.revisions[role] = revision
+        if done or any(e.revised for e in self.endpoints.values()):
+            self._save_cursor()
+        return done
 
     def _switch(self, to: str, reason: str, next_start: int | None) -> None:
         line = {
@@ -246,6 +363,7 @@ class Consumer:
             "source_url": self.endpoints[self.cursor.source].url,
             "last_delivered": self.cursor.last_start,
             "delivered": self.cursor.delivered,
+            "corrections": self.cursor.corrections,
             "switches": self.cursor.switches,
             "waiting_for": self.waiting_for,
             "primary": self.endpoints[PRIMARY].status(),
@@ -264,8 +382,8 @@ class Consumer:
 
     def step(self) -> int:
         """One poll of both managers; returns how many windows were delivered."""
-        for endpoint in self.endpoints.values():
-            endpoint.poll(self.cursor.last_start)
+        for role, endpoint in self.endpoints.items():
+            endpoint.poll(self.cursor.last_start, self.cursor.revisions.get(role, 0))
         delivered = 0
         while True:
             nexts = {role: self._next_start(e) for role, e in self.endpoints.items()}
@@ -283,13 +401,35 @@ class Consumer:
                 self._switch(role, reason, nexts[role])
             start = nexts[role]
             report = self.endpoints[role].windows.get(start) if start is not None else None
-            if report is None:
+            other = self.endpoints[OTHER[role]]
+            chosen: str | None = role
+            why: str | None = None
+            if report is not None and start is not None:
+                since = self._incomplete_since.setdefault(start, self.clock())
+                chosen, why = choose(
+                    role,
+                    OTHER[role],
+                    report,
+                    other.windows.get(start),
+                    other_healthy=other.failures == 0,
+                    waited_s=self.clock() - since,
+                    stall_s=self.config.stall_s,
+                )
+                if chosen is None:
+                    report = None
+                else:
+                    report = self.endpoints[chosen].windows[start]
+                    if why:
+                        log.warning("window %s: %s", report.get("start_iso"), why)
+            if report is None or start is None:
                 if start is not None and self.waiting_for != start:
                     self.waiting_for = start
                 break
-            self._deliver(report, role)
+            self._deliver(report, chosen or role, why)
+            self._incomplete_since.pop(start, None)
             self.waiting_for = None
             delivered += 1
+        self._corrections()
         self._write_status()
         return delivered
 

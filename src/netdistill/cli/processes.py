@@ -222,12 +222,34 @@ def manager(
         serve_manager(config, data_dir)
 
 
-@app.command()
+gatherer_app = typer.Typer(
+    help="Collect this gatherer's sources, spool and forward them to the manager(s).",
+    invoke_without_command=True,
+)
+app.add_typer(gatherer_app, name="gatherer")
+dead_letter_app = typer.Typer(
+    help="Batches a manager refused for good (docs/delivery.md, dead letters).",
+    no_args_is_help=True,
+)
+gatherer_app.add_typer(dead_letter_app, name="dead-letter")
+
+
+def _token(token: str | None, token_file: Path | None) -> str:
+    if (token is None) == (token_file is None):
+        raise fail("give exactly one of --token and --token-file", 2)
+    return token if token is not None else token_file.read_text().strip()  # type: ignore[union-attr]
+
+
+@gatherer_app.callback()
 def gatherer(
-    name: Annotated[str, typer.Option("--name", help="This gatherer's name in the scheme.")],
+    ctx: typer.Context,
+    name: Annotated[
+        str | None, typer.Option("--name", help="This gatherer's name in the scheme.")
+    ] = None,
     manager: Annotated[
-        list[str], typer.Option("--manager", help="Manager URL (give two for two managers).")
-    ],
+        list[str] | None,
+        typer.Option("--manager", help="Manager URL (give two for two managers)."),
+    ] = None,
     token: Annotated[str | None, typer.Option("--token", help="This gatherer's token.")] = None,
     token_file: Annotated[
         Path | None, typer.Option("--token-file", help="File holding the token.")
@@ -241,19 +263,85 @@ def gatherer(
 
     Exits with status 3 when every manager refuses this gatherer for good (no room in
     the licence, older than the managers' minimum version): restarting will not help."""
+    if ctx.invoked_subcommand is not None:
+        return
     from netdistill.errors import GathererRefused
     from netdistill.gatherer.main import Gatherer, serve_gatherer
 
     with errors():
-        if (token is None) == (token_file is None):
-            raise fail("give exactly one of --token and --token-file", 2)
-        secret = token if token is not None else token_file.read_text().strip()  # type: ignore[union-attr]
+        if name is None or not manager:
+            raise fail("give --name and at least one --manager", 2)
+        secret = _token(token, token_file)
         try:
             serve_gatherer(
                 Gatherer(name, manager, token=secret, data_dir=data_dir, ca=str(ca) if ca else None)
             )
         except GathererRefused as exc:
             raise fail(str(exc), 3) from None
+
+
+@dead_letter_app.command("list")
+def dead_letter_list(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """The batches set aside, with the manager that refused each and why."""
+    from netdistill.gatherer.deadletter import DeadLetters
+
+    letters = DeadLetters(data_dir / "dead-letter").list()
+    if not letters:
+        out.print("no dead letters", highlight=False)
+        return
+    for letter in letters:
+        m = letter.meta
+        out.print(
+            f"{m['seq']}  {m['origin']}  {m['rows']} records  refused by {m['url']}"
+            f"  ({m.get('attempts', 0)} re-sends): {m['reason']}",
+            highlight=False,
+            markup=False,
+        )
+
+
+@dead_letter_app.command("resend")
+def dead_letter_resend(
+    seq: Annotated[
+        list[int] | None, typer.Argument(help="Spool sequences to re-send (default: all).")
+    ] = None,
+    name: Annotated[str, typer.Option("--name", help="This gatherer's name.")] = "",
+    token: Annotated[str | None, typer.Option("--token", help="This gatherer's token.")] = None,
+    token_file: Annotated[
+        Path | None, typer.Option("--token-file", help="File holding the token.")
+    ] = None,
+    manager: Annotated[
+        str | None, typer.Option("--manager", help="Send here instead of the refusing URL.")
+    ] = None,
+    ca: Annotated[Path | None, typer.Option("--ca", help="CA certificate (HTTPS).")] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Send dead letters again (after fixing the cause on the manager); exit 1 if any is
+    refused again (it stays in the dead-letter area)."""
+    import ssl
+
+    from netdistill.gatherer.deadletter import DeadLetters, resend
+
+    with errors():
+        secret = _token(token, token_file)
+        letters = DeadLetters(data_dir / "dead-letter")
+        chosen = [d for d in letters.list() if not seq or int(d.meta["seq"]) in set(seq)]
+        if not chosen:
+            raise fail("no such dead letter (netdistill gatherer dead-letter list)")
+        verify: Any = ssl.create_default_context(cafile=str(ca)) if ca else True
+        failed = 0
+        for letter in chosen:
+            gatherer_name = name or str(letter.meta["origin"]).split("/", 1)[0]
+            taken, message = resend(
+                letters, letter, gatherer=gatherer_name, token=secret, url=manager, verify=verify
+            )
+            failed += not taken
+            out.print(
+                f"{letter.meta['seq']}: {'re-sent' if taken else 'REFUSED again'} — {message}",
+                highlight=False,
+                markup=False,
+            )
+        if failed:
+            raise typer.Exit(1)
 
 
 @app.command()

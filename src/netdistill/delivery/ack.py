@@ -15,11 +15,13 @@ The manager commits the entries of a request in order and answers:
   manager as it is (a field it does not know, a field it knows with another type, a
   payload it cannot read, an origin that is not the gatherer's): sending the same bytes
   again gives the same answer. The entries before ``R`` are committed and acknowledged
-  up to ``S``; ``R`` and what follows are **not** acknowledged and stay in the spool.
-  The gatherer logs the refusal, counts it in its status (per manager:
-  ``refused_batches``, ``refused``) and tries that manager again only after
-  ``refused_retry_s`` (an operator may fix the registry meanwhile, e.g. with
-  ``netdistill fields add``), never in a hot loop. The entry is not deleted.
+  up to ``S``; ``R`` and what follows are **not** acknowledged by the answer. The
+  gatherer sets ``R`` aside in its dead-letter area with the error
+  (``gatherer/deadletter.py``), moves that manager's cursor past it and sends what
+  follows at once; an operator re-sends ``R`` once the cause is fixed (``netdistill
+  gatherer dead-letter resend``, with the same sequence: the commit stays idempotent).
+  A 422 for a watermark mark (kind 3) from a manager older than marks acknowledges
+  every entry before it; the gatherer then stops sending marks to that manager.
 * ``401``/``403`` — the gatherer's credential is refused (``manager/auth.py``); retried
   with back-off, since an operator fixes it on the manager.
 * ``403`` with ``X-Netdistill-Refusal: licence`` or ``version`` — the gatherer itself is

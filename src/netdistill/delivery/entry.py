@@ -18,7 +18,16 @@ QUARANTINE = 2
 #: (``hierarchy/``): an Arrow IPC stream whose schema metadata names the stage
 STAGE_OUTPUT = 3
 
-KINDS = {RECORDS: "records", QUARANTINE: "quarantine", STAGE_OUTPUT: "stage output"}
+#: a watermark mark (``wire.py``): never spooled, sent by a forwarder after the entries
+#: of a request, or alone while idle; no payload
+MARK = 4
+
+KINDS = {
+    RECORDS: "records",
+    QUARANTINE: "quarantine",
+    STAGE_OUTPUT: "stage output",
+    MARK: "mark",
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,11 @@ Per batch, in order: the records are committed; the result's ``after_commit`` st
 ``QuarantineGate`` admits (payloads cut, rows within the source's rate), in one
 columnar write. So bad input never delays good input's answer, and a flood costs the
 store at most the cap (``sources/quarantine.py``).
+
+Watermarks: after a step in which a source's batch was committed (or it had nothing)
+and its queue was left empty, ``on_watermark(source_name, t)`` is called with ``t`` the
+wall-clock time the step began: everything that source received before ``t`` has been
+handed to the sink (``gatherer/watermark.py`` says what the gatherer does with it).
 """
 
 from __future__ import annotations
@@ -81,6 +86,8 @@ class Pipeline:
         process: RecordProcess | None = None,
         quarantine: QuarantineLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_watermark: Callable[[str, float], None] | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.sources = list(sources)
         #: what the flow plan does to a source's records before they are committed
@@ -92,6 +99,8 @@ class Pipeline:
         #: the manager-wide quarantine limits; a source's ``quarantine`` block overrides
         self.quarantine = quarantine or QuarantineLimits()
         self._clock = clock
+        self.on_watermark = on_watermark
+        self._wall_clock = wall_clock
         self._sequences = {s.name: sink.last_sequence(self._origin(s)) for s in self.sources}
         self._failed: dict[str, DecodeResult] = {}
         self._gates = {s.name: self._gate(s) for s in self.sources}
@@ -177,10 +186,14 @@ class Pipeline:
     def _step_source(self, source: PolledSource) -> int:
         with self._lock_of(source):
             result = self._failed.pop(source.name, None)
+            began = self._wall_clock()
             try:
                 if result is None:
                     result = source.poll(self.max_datagrams)
-                return self.handle(source, result)
+                n = self.handle(source, result)
+                if self.on_watermark is not None and source.pending() == 0:
+                    self.on_watermark(source.name, began)
+                return n
             except Exception as exc:  # keep collecting; the status shows the error
                 if result is not None:
                     self._failed[source.name] = result

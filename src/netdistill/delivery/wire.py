@@ -15,6 +15,29 @@ entries back to back, oldest first (several when the gatherer is catching up)::
 ``seq`` is the gatherer spool's sequence (increasing, never reused); ``origin`` must
 start with ``G/``; ``rows`` is informative (the manager counts what it decodes).
 
+Watermark marks (kind 4, ``entry.MARK``)
+----------------------------------------
+A forwarder ends a request with a mark, and while it has nothing to send it posts a
+request holding only a mark every ``forward.watermark_interval_s``. A mark is never
+spooled; its payload is empty and its header is::
+
+    {"seq": S, "kind": 4, "origin": "G/", "rows": 0,
+     "watermark": W,                       # Unix s, the gatherer's wall clock
+     "watermarks": {"source": W_s, ...},   # per running source; W = the smallest
+     "lost_until": L}                      # Unix s; 0 when nothing was lost
+
+It says: every record that each named source of G received before its ``W_s`` is in an
+entry with a sequence ≤ ``S`` — which this manager has committed, since the mark comes
+after them (in the same request, processed in order, or alone with ``S`` = the last
+sequence the manager acknowledged). ``lost_until`` is the spool-append time of the
+newest entry the gatherer skipped or evicted for *this* manager (lag limit, or
+``drop_oldest``: ``gatherer/spool.py``): the windows still open before it cannot be
+complete on this manager. ``gatherer/watermark.py`` says how W is computed (a receive
+time; ``grace_s`` covers devices that hold records back). The manager answers a mark
+like the entry before it (``acked`` = ``S``); a manager older than marks refuses kind 4
+(422) after committing the entries before it, and the forwarder then stops sending
+marks to it.
+
 Records payload (wire format 2)
 -------------------------------
 An Arrow IPC *stream* (schema message, then record batches; body buffers compressed
@@ -182,6 +205,26 @@ def pack_entries(entries: Sequence[Entry]) -> bytes:
         ).encode()
         parts += [_LEN.pack(len(header)), header, _LEN.pack(len(entry.payload)), entry.payload]
     return b"".join(parts)
+
+
+def pack_mark(
+    seq: int, gatherer: str, watermark: float, per_source: Mapping[str, float], lost_until: float
+) -> bytes:
+    """A watermark mark (see the module docstring) as one entry of a request body."""
+    from netdistill.delivery.entry import MARK
+
+    header = json.dumps(
+        {
+            "seq": seq,
+            "kind": MARK,
+            "origin": f"{gatherer}/",
+            "rows": 0,
+            "watermark": round(watermark, 6),
+            "watermarks": {k: round(v, 6) for k, v in per_source.items()},
+            "lost_until": round(lost_until, 3),
+        }
+    ).encode()
+    return _LEN.pack(len(header)) + header + _LEN.pack(0)
 
 
 def unpack_entries(body: bytes) -> Iterator[tuple[dict[str, object], memoryview]]:

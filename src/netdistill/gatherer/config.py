@@ -62,9 +62,27 @@ class ForwardConfig(_Model):
     timeout_s: PositiveFloat = 60.0
     refused_retry_s: PositiveFloat = Field(
         60.0,
-        description="how often a manager that refused a batch for good (422) is tried "
-        "again, in case an operator fixed its field registry",
+        description="how often a manager that refuses this gatherer itself (licence, "
+        "minimum version) is asked again; a batch refused for good goes to the "
+        "dead-letter area instead (docs/delivery.md)",
     )
+    max_lag_bytes: PositiveInt | None = Field(
+        None,
+        description="how far behind (spool bytes not yet acknowledged) one manager may "
+        "fall while another keeps up; past it that manager is 'behind' and its oldest "
+        "entries are skipped for it (counted as not delivered). Default: half of "
+        "spool.max_bytes",
+    )
+    max_lag_s: PositiveFloat = Field(
+        7 * 86400.0,
+        description="how old its oldest unacknowledged entry may get, likewise; also "
+        "bounds how long a committed entry may be resent (managers prune their "
+        "idempotency keys past it, manager/main.py)",
+    )
+    watermark_interval_s: PositiveFloat = Field(
+        1.0, description="how often an idle forwarder tells its manager its watermark"
+    )
+    heartbeat_interval_s: PositiveFloat = Field(10.0, description="between two heartbeats")
     plan_poll_s: PositiveFloat = Field(5.0, description="how often the plan version is checked")
 
 
@@ -83,6 +101,16 @@ class GathererConfig(_Model):
     commit_interval_s: PositiveFloat = 0.5
     max_batch_datagrams: PositiveInt = 20_000
     queue_datagrams: PositiveInt = 500_000
+
+    @model_validator(mode="after")
+    def _lag_below_bound(self) -> GathererConfig:
+        lag = self.forward.max_lag_bytes
+        if lag is not None and lag >= self.spool.max_bytes:
+            raise ValueError(
+                f"forward.max_lag_bytes ({lag}) must be below spool.max_bytes "
+                f"({self.spool.max_bytes}): a manager is 'behind' before the spool is full"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_credential(self) -> GathererConfig:

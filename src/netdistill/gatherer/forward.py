@@ -10,17 +10,23 @@ keeps spooling; nothing is skipped, so it catches up in order when the manager r
 A resend after a lost answer is harmless: the manager's commit is idempotent.
 
 A refusal for good (422 ``retriable: false``, ``delivery/ack.py``: e.g. a field the
-manager does not know, or knows with another type) is logged as an error naming the
-entry, the field and both types, counted (``refused_batches``, ``refused``) and kept in
-the spool; that manager is tried again only every ``refused_retry_s``, since it will
-refuse the same bytes until an operator fixes its registry. Until then the entries
-behind it wait for that manager (in order: nothing is skipped) while the other one
-gets everything.
+manager does not know, or knows with another type) moves that entry to the gatherer's
+dead-letter area (``gatherer/deadletter.py``) with the reason, and moves this manager's
+cursor past it: the entries behind it flow on at once, the other manager is not
+affected. It is logged as an error naming the entry, the field and both types, counted
+(``dead_lettered``) and shown in the status until an operator re-sends it
+(``netdistill gatherer dead-letter resend``).
 
 A refusal of the gatherer itself (403 ``X-Netdistill-Refusal``: no room in the licence,
-older than the manager's minimum version) is handled the same way: logged once as an
-error with the manager's message, shown in the status (``refused_gatherer``), the spool
-kept, and that manager asked again only every ``refused_retry_s``.
+older than the manager's minimum version) concerns every entry, so nothing is set
+aside: it is logged once as an error with the manager's message, shown in the status
+(``refused_gatherer``), the spool kept, and that manager asked again only every
+``refused_retry_s``.
+
+Watermarks (``gatherer/watermark.py``, ``delivery/wire.py``): each request ends with a
+mark saying how far in time this manager now has everything, and an idle forwarder
+sends one alone every ``watermark_interval_s``; the manager closes report windows on
+them. While idle it also applies the spool's lag limits (``Spool.trim_behind``).
 """
 
 from __future__ import annotations
@@ -38,10 +44,12 @@ import httpx
 from netdistill import __version__
 from netdistill.delivery.ack import REFUSAL_HEADER, VERSION_HEADER, Answer
 from netdistill.delivery.entry import Entry
-from netdistill.delivery.wire import pack_entries
-from netdistill.errors import BatchRefused, GathererRefused
+from netdistill.delivery.wire import pack_entries, pack_mark
+from netdistill.errors import GathererRefused
 from netdistill.gatherer.config import ForwardConfig
+from netdistill.gatherer.deadletter import DeadLetters
 from netdistill.gatherer.spool import Spool
+from netdistill.gatherer.watermark import WatermarkLog
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +73,8 @@ class Forwarder:
         verify: ssl.SSLContext | bool = True,
         clock: Callable[[], float] = time.monotonic,
         convert: Callable[[Entry], Entry] | None = None,
+        dead_letters: DeadLetters | None = None,
+        watermarks: WatermarkLog | None = None,
     ) -> None:
         self.spool = spool
         self.url = url.rstrip("/")
@@ -96,10 +106,17 @@ class Forwarder:
         self.last_error = ""
         self.backoff_s = 0.0
         self.connected = False
-        self.refused_batches = 0
-        self.refusals = 0
-        #: the entry this manager refuses now (None: none)
-        self.refused: dict[str, Any] | None = None
+        self.dead_letters = dead_letters
+        self.watermarks = watermarks
+        #: entries this manager refused for good, moved to the dead-letter area
+        self.dead_lettered = 0
+        self.last_refusal: dict[str, Any] | None = None
+        #: False once this manager refused a mark (a version older than marks)
+        self.marks = watermarks is not None
+        self.last_mark: dict[str, Any] | None = None
+        #: requests that carried only a mark (not counted in ``requests``)
+        self.marks_sent = 0
+        self._last_mark_at = 0.0
         #: why this manager refuses this gatherer for good ("" : it does not)
         self.refused_gatherer = ""
 
@@ -113,9 +130,66 @@ class Forwarder:
         self._thread.join(timeout=self.config.timeout_s + 5)
         self._http.close()
 
+    def _mark(self, seq: int) -> bytes:
+        """The mark for a request whose entries end at ``seq`` (b"": none known)."""
+        if not self.marks or self.watermarks is None:
+            return b""
+        known = self.watermarks.at(seq)
+        if known is None:
+            return b""
+        watermark, per_source = known
+        lost_until = float(self.spool.lag_status(self.spool_destination)["lost_until"])  # type: ignore[arg-type]
+        self.last_mark = {"seq": seq, "watermark": watermark, "lost_until": lost_until}
+        self._last_mark_at = self._clock()
+        return pack_mark(seq, self.gatherer, watermark, per_source, lost_until)
+
+    def _post(self, body: bytes, *, mark_only: bool = False) -> tuple[int, Answer, str]:
+        if mark_only:
+            self.marks_sent += 1
+        else:
+            self.requests += 1
+        response = self._http.post("/api/ingest", params={"gatherer": self.gatherer}, content=body)
+        try:
+            parsed: dict[str, Any] = response.json()
+        except ValueError:
+            parsed = {}
+        refusal = response.headers.get(REFUSAL_HEADER)
+        if response.status_code == 403 and refusal:
+            detail = parsed.get("detail") if isinstance(parsed, dict) else None
+            raise GathererRefused(
+                str(detail or response.text[:300]), reason=refusal, manager=self.url
+            )
+        if self.refused_gatherer:
+            log.warning("manager %s accepts this gatherer again", self.url)
+            self.refused_gatherer = ""
+        answer = Answer.parse(response.status_code, parsed if isinstance(parsed, dict) else {})
+        return response.status_code, answer, response.text
+
+    def send_mark(self) -> bool:
+        """While idle: tell the manager the watermark of what it acknowledged."""
+        mark = self._mark(self.spool.cursor(self.spool_destination))
+        if not mark:
+            return False
+        status, answer, text = self._post(mark, mark_only=True)
+        if status == 200:
+            return True
+        if not answer.retriable:
+            self._marks_refused(answer)
+            return False
+        raise RuntimeError(f"manager answered {status}: {answer.error or text[:200]}")
+
+    def _marks_refused(self, answer: Answer) -> None:
+        self.marks = False
+        log.warning(
+            "manager %s does not take watermark marks (%s): not sending them; its report "
+            "windows close on its own clock",
+            self.url,
+            answer.error,
+        )
+
     def send_once(self) -> int:
-        """Send the next unacknowledged entries; returns how many were acknowledged.
-        Raises on a transport error or a refusal."""
+        """Send the next unacknowledged entries (and a mark); returns how many were
+        acknowledged or set aside. Raises on a transport error or a retriable failure."""
         entries = self.spool.read(
             self.spool_destination,
             max_entries=self.config.max_batches_per_request,
@@ -125,43 +199,59 @@ class Forwarder:
             return 0
         if self._convert is not None:
             entries = [self._convert(entry) for entry in entries]
-        self.requests += 1
-        response = self._http.post(
-            "/api/ingest", params={"gatherer": self.gatherer}, content=pack_entries(entries)
-        )
-        try:
-            body: dict[str, Any] = response.json()
-        except ValueError:
-            body = {}
-        refusal = response.headers.get(REFUSAL_HEADER)
-        if response.status_code == 403 and refusal:
-            detail = body.get("detail") if isinstance(body, dict) else None
-            message = str(detail or response.text[:300])
-            raise GathererRefused(message, reason=refusal, manager=self.url)
-        if self.refused_gatherer:
-            log.warning("manager %s accepts this gatherer again", self.url)
-            self.refused_gatherer = ""
-        answer = Answer.parse(response.status_code, body if isinstance(body, dict) else {})
+        status, answer, text = self._post(pack_entries(entries) + self._mark(entries[-1].seq))
         done = [e for e in entries if e.seq <= answer.acked]
         if done:
             self.spool.ack(self.spool_destination, done[-1].seq)
             self.sent_batches += len(done)
             self.sent_records += sum(e.rows for e in done)
-        if response.status_code == 200:
+        if status == 200:
             self.answered_requests += 1
-            if self.refused is not None and answer.acked >= self.refused["seq"]:
-                log.warning(
-                    "manager %s took spool entry %d it had refused", self.url, self.refused["seq"]
-                )
-                self.refused = None
             return len(done)
         if not answer.retriable:
-            origin = next((e.origin for e in entries if e.seq == answer.refused_seq), "")
-            raise BatchRefused(
-                answer.error, seq=answer.refused_seq, field=answer.field, origin=origin
+            if len(done) == len(entries):  # every entry taken: it was the mark
+                self._marks_refused(answer)
+                return len(done)
+            if self.dead_letters is None:  # nowhere to set it aside: keep it, retry
+                raise RuntimeError(f"manager refused an entry for good: {answer.error}")
+            refused = next(
+                (e for e in entries if e.seq == answer.refused_seq),
+                next(e for e in entries if e.seq > answer.acked),
             )
-        detail = answer.error or response.text[:200]
-        raise RuntimeError(f"manager answered {response.status_code}: {detail}")
+            self._dead_letter(refused, answer)
+            return len(done) + 1
+        detail = answer.error or text[:200]
+        raise RuntimeError(f"manager answered {status}: {detail}")
+
+    def _dead_letter(self, entry: Entry, answer: Answer) -> None:
+        """Set ``entry`` aside (durably) and move past it; see the module docstring."""
+        if self.dead_letters is not None:
+            self.dead_letters.put(
+                entry,
+                destination=self.spool_destination,
+                url=self.url,
+                reason=answer.error,
+                field=answer.field,
+            )
+        self.spool.ack(self.spool_destination, entry.seq)
+        self.dead_lettered += 1
+        self.last_refusal = {
+            "seq": entry.seq,
+            "origin": entry.origin,
+            "field": answer.field,
+            "error": answer.error,
+        }
+        self.last_error = f"refused: {answer.error}"
+        log.error(
+            "manager %s REFUSED spool entry %d (%s, %d records) for good: %s — moved to the "
+            "dead-letter area%s; the entries behind it go on",
+            self.url,
+            entry.seq,
+            entry.origin,
+            entry.rows,
+            answer.error,
+            f" ({self.dead_letters.directory})" if self.dead_letters is not None else "",
+        )
 
     @property
     def spool_destination(self) -> str:
@@ -172,6 +262,10 @@ class Forwarder:
         while not self._stop.is_set():
             try:
                 n = self.send_once()
+                if n == 0:
+                    self.spool.trim_behind()
+                    if self._clock() - self._last_mark_at >= self.config.watermark_interval_s:
+                        self.send_mark()
             except GathererRefused as refusal:
                 if str(refusal) != self.refused_gatherer:
                     log.error(
@@ -184,13 +278,6 @@ class Forwarder:
                     )
                 self.refused_gatherer = str(refusal)
                 self.last_error = f"refused ({refusal.reason}): {refusal}"
-                self.connected = True  # it answered
-                self.backoff_s = self.config.refused_retry_s
-                self._stop.wait(self.config.refused_retry_s)
-                backoff = self.config.backoff_initial_s
-                continue
-            except BatchRefused as refusal:
-                self._refused(refusal)
                 self.connected = True  # it answered
                 self.backoff_s = self.config.refused_retry_s
                 self._stop.wait(self.config.refused_retry_s)
@@ -215,28 +302,6 @@ class Forwarder:
                     if not self._stop.is_set():
                         self.spool.appended.wait(0.1)
 
-    def _refused(self, refusal: BatchRefused) -> None:
-        self.refusals += 1
-        if self.refused is None or self.refused["seq"] != refusal.seq:
-            self.refused_batches += 1
-            log.error(
-                "manager %s REFUSED spool entry %d (%s) and will refuse it again: %s — the "
-                "entry is kept in the spool and retried every %gs; the entries after it "
-                "wait for this manager",
-                self.url,
-                refusal.seq,
-                refusal.origin,
-                refusal,
-                self.config.refused_retry_s,
-            )
-        self.refused = {
-            "seq": refusal.seq,
-            "origin": refusal.origin,
-            "field": refusal.field,
-            "error": str(refusal),
-        }
-        self.last_error = f"refused: {refusal}"
-
     def status(self) -> dict[str, Any]:
         batches, records = self.spool.pending(self.spool_destination)
         return {
@@ -252,8 +317,10 @@ class Forwarder:
             "failures": self.failures,
             "backoff_s": self.backoff_s,
             "last_error": self.last_error,
-            "refused_batches": self.refused_batches,
-            "refusals": self.refusals,
-            "refused": self.refused,
+            "dead_lettered": self.dead_lettered,
+            "last_refusal": self.last_refusal,
+            "last_mark": self.last_mark,
             "refused_gatherer": self.refused_gatherer,
+            "marks_sent": self.marks_sent,
+            **self.spool.lag_status(self.spool_destination),
         }

@@ -42,10 +42,12 @@ from netdistill.delivery.pipeline import Pipeline
 from netdistill.delivery.wire import encode_records, encode_table
 from netdistill.errors import GathererRefused, SpoolFull
 from netdistill.gatherer.config import ForwardConfig, SpoolConfig
+from netdistill.gatherer.deadletter import DeadLetters
 from netdistill.gatherer.forward import Forwarder, destination_name
 from netdistill.gatherer.spool import Spool
 from netdistill.gatherer.totals import ReceivedTotals
 from netdistill.gatherer.upgrade import Format1Entries
+from netdistill.gatherer.watermark import WatermarkLog
 from netdistill.records.batch import FieldSpec, Quarantined
 from netdistill.records.fields import STANDARD_FIELDS
 from netdistill.scheme.diff import NamedDiff
@@ -153,6 +155,10 @@ class Gatherer:
         self._source_adapter: TypeAdapter[Any] = TypeAdapter(SourceConfig)
         #: per-source received counters across restarts (``totals.py``)
         self.totals = ReceivedTotals(self.data_dir / "state" / "received.json")
+        #: how far in time each source has spooled everything (``watermark.py``)
+        self.watermarks = WatermarkLog()
+        #: batches a manager refused for good (``deadletter.py``)
+        self.dead_letters = DeadLetters(self.data_dir / "dead-letter")
 
     # --- plan ------------------------------------------------------------------------------
 
@@ -249,6 +255,7 @@ class Gatherer:
         settings = plan.get("settings") or {}
         spool_config = SpoolConfig.model_validate(settings.get("spool") or {})
         self.forward_config = ForwardConfig.model_validate(settings.get("forward") or {})
+        max_lag_bytes = self.forward_config.max_lag_bytes or spool_config.max_bytes // 2
         self.spool = Spool(
             self.data_dir / "spool",
             [destination_name(m) for m in self.managers],
@@ -256,6 +263,10 @@ class Gatherer:
             segment_bytes=spool_config.segment_bytes,
             policy=spool_config.policy,
             fsync=spool_config.fsync,
+            lag_limits={
+                destination_name(m): (max_lag_bytes, self.forward_config.max_lag_s)
+                for m in self.managers
+            },
         )
         self.sink = SpoolSink(self.spool, self.name)
         self.format1 = Format1Entries.at_start(
@@ -270,6 +281,8 @@ class Gatherer:
                 config=self.forward_config,
                 verify=self.verify,
                 convert=self.format1.convert if self.format1 is not None else None,
+                dead_letters=self.dead_letters,
+                watermarks=self.watermarks,
             )
             forwarder.start()
             self.forwarders.append(forwarder)
@@ -286,7 +299,12 @@ class Gatherer:
         except ImportError:
             return
         self.heartbeat = HeartbeatSender(
-            self.managers, self.name, self.token, self.status, verify=self.verify
+            self.managers,
+            self.name,
+            self.token,
+            self.status,
+            self.forward_config.heartbeat_interval_s,
+            verify=self.verify,
         )
         self.heartbeat.start()
 
@@ -305,6 +323,7 @@ class Gatherer:
             for name in diff.to_stop:
                 pipeline = self.pipelines.pop(name)[1]
                 pipeline.stop()
+                self.watermarks.stopped(name, self.spool.next_seq())
                 for source in pipeline.sources:
                     self.totals.stopped(source.name, source.counters)
                 log.warning("source %s stopped (plan %s)", name, plan.get("version"))
@@ -328,12 +347,17 @@ class Gatherer:
                     max_datagrams=int(settings.get("max_batch_datagrams", 20_000)),
                     process=source_filters(filters[name]),
                     quarantine=quarantine,
+                    on_watermark=self._watermark,
                 )
                 pipeline.start()
                 self.pipelines[name] = ((raw, filters[name]), pipeline)
                 log.warning("source %s started (plan %s)", name, plan.get("version"))
             self.plan = plan
             self._save_plan(plan)
+
+    def _watermark(self, source: str, began: float) -> None:
+        """A pipeline spooled everything ``source`` received before ``began``."""
+        self.watermarks.advance(source, self.spool.next_seq(), began)
 
     def _poll_plan(self) -> None:
         while not self._stop.wait(self.forward_config.plan_poll_s):
@@ -378,6 +402,8 @@ class Gatherer:
             try:
                 with self._lock:
                     self.totals.save(self._running_counters())
+                cursors = [self.spool.cursor(f.spool_destination) for f in self.forwarders]
+                self.watermarks.prune(min(cursors, default=0))
                 tmp = path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(self.status(), default=str))
                 os.replace(tmp, path)
@@ -408,6 +434,8 @@ class Gatherer:
     def status(self) -> dict[str, Any]:
         pipelines = [p.status() for _, p in list(self.pipelines.values())]
         spool = self.spool.status()
+        forwarders = self._forwarder_status()
+        dead_letter = self.dead_letters.summary()
         return {
             "gatherer": self.name,
             "version": __version__,
@@ -434,17 +462,28 @@ class Gatherer:
                 if spool["dropped_records"]
                 else {},
             },
+            "watermarks": self.watermarks.spooled(),
+            "dead_letter": dead_letter,
             "alerts": (["spool full"] if spool["full"] else [])
             + [
                 f"manager {r['manager']} refuses this gatherer: {r['message']}"
                 for r in self._refused_status()
             ]
             + [
-                f"manager {f['url']} refuses spool entry {f['refused']['seq']}"
-                for f in self._forwarder_status()
-                if f["refused"]
-            ],
-            "managers": self._forwarder_status(),
+                f"manager {f['url']} is behind: {f['not_delivered_records']} records not "
+                "delivered to it (lag limit)"
+                for f in forwarders
+                if f["behind"]
+            ]
+            + (
+                [
+                    f"{dead_letter['batches']} batch(es) refused for good in the dead-letter "
+                    "area (netdistill gatherer dead-letter list)"
+                ]
+                if dead_letter["batches"]
+                else []
+            ),
+            "managers": forwarders,
             **(self.format1.status() if self.format1 is not None else {}),
         }
 

@@ -28,12 +28,25 @@ old one (the manager's commit is idempotent on (origin, seq) and would otherwise
 new batch for an old one). ``origin_seq`` is the pipeline's sequence of the batch, kept
 so that a commit retried after a failed ``fsync`` is not spooled twice.
 
+Independent destinations: each destination may have a lag limit (``lag_limits``:
+bytes not yet acknowledged, age of its oldest unacknowledged entry). A destination past
+its limit is *behind*. While at least one destination is not behind, the oldest entries
+of a behind one are skipped for it until it is within its limit again: its cursor moves
+past them, they are counted as not delivered to it (``not_delivered_batches``,
+``not_delivered_records``, ``lost_until``: the append time of the newest one skipped)
+and its status says ``behind``, while the others keep receiving everything. Only when
+every destination is behind does the spool grow to ``max_bytes``, where ``policy``
+applies (``block`` stops the sources; ``drop_oldest`` evicts, also counted per
+destination as not delivered). ``behind`` clears when that destination has caught up.
+
 Invariants: (1) ``append`` returns only after the frame is written and fsynced; (2)
 every frame before the last one of the newest segment is complete, and opening the
 spool cuts a torn or corrupt tail of the newest segment (an append interrupted by a
 crash, which was never acknowledged to its caller); (3) a segment is deleted only when
 every destination's cursor is at or past its last entry, or when the ``drop_oldest``
-policy evicts it at the size bound, which is counted; (4) cursors only move forward.
+policy evicts it at the size bound, which is counted; (4) cursors only move forward;
+(5) a cursor moves past an entry its destination did not acknowledge only by a
+counted skip (lag limit) or eviction (``drop_oldest``).
 """
 
 from __future__ import annotations
@@ -81,6 +94,22 @@ class _Segment:
     first_seq: int
     entries: list[_Index] = field(default_factory=list)
     size: int = 0
+
+
+@dataclass(slots=True)
+class Lag:
+    """One destination's lag limit and what it was not delivered because of it."""
+
+    max_bytes: int | None = None
+    max_age_s: float | None = None
+    behind: bool = False
+    not_delivered_batches: int = 0
+    not_delivered_records: int = 0
+    #: append time (Unix s) of the newest entry skipped or evicted for it; 0: none
+    lost_until: float = 0.0
+    #: the sequence its cursor was last moved to by a skip (``behind`` clears only
+    #: once it acknowledged past that and has nothing pending)
+    skipped_to: int = 0
 
 
 @dataclass(slots=True)
@@ -135,6 +164,7 @@ class Spool:
         policy: str = "block",
         fsync: bool = True,
         clock: Callable[[], float] = time.time,
+        lag_limits: dict[str, tuple[int | None, float | None]] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -156,6 +186,7 @@ class Spool:
             write_atomic(id_path, str(int(clock() * 1000)), fsync=self.fsync)
         self._base = int(id_path.read_text().strip()) * 1_000_000
         self._cursors = {d: self._read_cursor(d) for d in self.destinations}
+        self.lag = {d: Lag(*(lag_limits or {}).get(d, (None, None))) for d in self.destinations}
         self._open()
 
     # --- opening -------------------------------------------------------------------------
@@ -240,6 +271,10 @@ class Spool:
             seq = self._next_seq
             now_ms = int(self._clock() * 1000)
             frame = _frame(Entry(seq, kind, origin, origin_seq, rows, payload), now_ms)
+            self._trim_behind()
+            if self._size() + len(frame) > self.max_bytes:
+                self._release_acknowledged(seq)
+                self._skip_laggards(len(frame), seq)
             if self._size() + len(frame) > self.max_bytes:
                 self._at_bound(len(frame))
             segment = self._writable_segment(seq)
@@ -256,6 +291,7 @@ class Spool:
                 self._origins[origin] = origin_seq
             self.counters.appended_batches += 1
             self.counters.appended_records += rows
+            self._trim_behind()  # a behind destination stays within its limit
             self.appended.notify_all()
             return seq
 
@@ -273,6 +309,12 @@ class Spool:
             if victim is self._segments[-1]:
                 self._close_file()  # the only segment: evict it and start a new one
             self._segments.pop(0)
+            for destination, lag in self.lag.items():
+                lost = [e for e in victim.entries if e.seq > self._cursors[destination]]
+                if lost:
+                    lag.not_delivered_batches += len(lost)
+                    lag.not_delivered_records += sum(e.rows for e in lost if e.kind == RECORDS)
+                    lag.lost_until = max(lag.lost_until, lost[-1].appended_ms / 1000)
             self.counters.dropped_batches += len(victim.entries)
             self.counters.dropped_records += sum(
                 e.rows for e in victim.entries if e.kind == RECORDS
@@ -286,9 +328,17 @@ class Spool:
             if cursor < oldest - 1:
                 self._cursors[destination] = oldest - 1
 
-    def _writable_segment(self, seq: int) -> _Segment:
+    def _release_acknowledged(self, seq: int) -> None:
+        """At the bound: the newest segment is kept even when every destination passed
+        it (it carries the sequence); roll to a new one so that it can go. Lock held."""
+        done = min(self._cursors.values(), default=self._next_seq)
+        last = self._segments[-1] if self._segments else None
+        if last is not None and last.entries and last.entries[-1].seq <= done:
+            self._writable_segment(seq, roll=True)
+
+    def _writable_segment(self, seq: int, *, roll: bool = False) -> _Segment:
         current = self._segments[-1] if self._segments else None
-        if current is not None and current.size < self.segment_bytes:
+        if current is not None and current.size < self.segment_bytes and not roll:
             if self._file is None:  # the newest segment, after start-up or an eviction
                 self._file = os.open(current.path, os.O_WRONLY | os.O_APPEND)
             return current
@@ -363,6 +413,141 @@ class Spool:
                 self.full = False
                 log.warning("spool below its bound again")
 
+    # --- lag limits ------------------------------------------------------------------------
+
+    def _pending_bytes(self, destination: str) -> int:
+        after = self._cursors[destination]
+        total = 0
+        for segment in self._segments:
+            if not segment.entries or segment.entries[-1].seq <= after:
+                continue
+            if segment.entries[0].seq > after:
+                total += segment.size
+            else:
+                total += sum(e.length for e in segment.entries if e.seq > after)
+        return total
+
+    def _oldest_pending_ms(self, destination: str) -> int | None:
+        after = self._cursors[destination]
+        for segment in self._segments:
+            if segment.entries and segment.entries[-1].seq > after:
+                for entry in segment.entries:
+                    if entry.seq > after:
+                        return entry.appended_ms
+        return None
+
+    def _over_limit(self, destination: str) -> bool:
+        lag = self.lag[destination]
+        if lag.max_bytes is not None and self._pending_bytes(destination) > lag.max_bytes:
+            return True
+        if lag.max_age_s is not None:
+            oldest = self._oldest_pending_ms(destination)
+            if oldest is not None and self._clock() - oldest / 1000 > lag.max_age_s:
+                return True
+        return False
+
+    def trim_behind(self) -> None:
+        """Apply the lag limits now (``append`` does it too; forwarders call this while
+        idle, so an age limit acts without new appends)."""
+        with self._lock:
+            self._trim_behind()
+
+    def _trim_behind(self) -> None:
+        """See the module docstring, independent destinations. Lock held."""
+        over = {d: self._over_limit(d) for d in self.destinations}
+        for destination, lag in self.lag.items():
+            if (
+                lag.behind
+                and self._cursors[destination] > lag.skipped_to
+                and self._pending_bytes(destination) == 0
+            ):
+                lag.behind = False
+                log.warning("spool: destination %s caught up, no longer behind", destination)
+        if not any(over.values()) or all(over.values()):
+            return
+        now = self._clock()
+        for destination in (d for d, o in over.items() if o):
+            lag = self.lag[destination]
+            pending = self._pending_bytes(destination)
+            after = self._cursors[destination]
+            skipped: list[_Index] = []
+            for segment in self._segments:
+                if not segment.entries or segment.entries[-1].seq <= after:
+                    continue
+                for entry in segment.entries:
+                    if entry.seq <= after:
+                        continue
+                    too_big = lag.max_bytes is not None and pending > lag.max_bytes
+                    too_old = (
+                        lag.max_age_s is not None and now - entry.appended_ms / 1000 > lag.max_age_s
+                    )
+                    if not (too_big or too_old):
+                        break
+                    skipped.append(entry)
+                    pending -= entry.length
+                else:
+                    continue
+                break
+            if skipped:
+                self._skip(destination, skipped)
+        self._collect()
+        if self.full and self._size() < self.max_bytes * 0.9:
+            self.full = False
+            log.warning("spool below its bound again")
+
+    def _skip_laggards(self, needed: int, seq: int) -> None:
+        """At the bound, while some destination keeps within its limit: skip the oldest
+        entries of the one furthest behind (counted) until ``needed`` bytes fit. Lock
+        held. With every destination past its limit nothing is skipped (the policy
+        applies)."""
+        keepers = [d for d in self.destinations if not self._over_limit(d)]
+        if not keepers or not any(lag.max_bytes or lag.max_age_s for lag in self.lag.values()):
+            return
+        for _ in range(sum(len(s.entries) for s in self._segments)):
+            if self._size() + needed <= self.max_bytes:
+                return
+            pending = {d: self._pending_bytes(d) for d in self.destinations}
+            floor = min(pending[d] for d in keepers)
+            worst = max(self.destinations, key=lambda d: pending[d])
+            if pending[worst] <= floor:
+                return  # nobody is further behind than those keeping up
+            after = self._cursors[worst]
+            entry = next(e for segment in self._segments for e in segment.entries if e.seq > after)
+            self._skip(worst, [entry])
+            self._collect()
+            self._release_acknowledged(seq)
+
+    def _skip(self, destination: str, skipped: list[_Index]) -> None:
+        """Move ``destination``'s cursor past ``skipped`` (its oldest), counted."""
+        lag = self.lag[destination]
+        if not lag.behind:
+            log.error(
+                "spool: destination %s is behind; skipping its oldest entries (counted as "
+                "not delivered to it) while the others keep up",
+                destination,
+            )
+        lag.behind = True
+        lag.not_delivered_batches += len(skipped)
+        lag.not_delivered_records += sum(e.rows for e in skipped if e.kind == RECORDS)
+        lag.lost_until = max(lag.lost_until, skipped[-1].appended_ms / 1000)
+        self._cursors[destination] = lag.skipped_to = skipped[-1].seq
+        write_atomic(
+            self.directory / f"cursor.{destination}", str(skipped[-1].seq), fsync=self.fsync
+        )
+
+    def lag_status(self, destination: str) -> dict[str, object]:
+        with self._lock:
+            lag = self.lag[destination]
+            return {
+                "behind": lag.behind,
+                "max_lag_bytes": lag.max_bytes,
+                "max_lag_s": lag.max_age_s,
+                "pending_bytes": self._pending_bytes(destination),
+                "not_delivered_batches": lag.not_delivered_batches,
+                "not_delivered_records": lag.not_delivered_records,
+                "lost_until": lag.lost_until,
+            }
+
     def _collect(self) -> None:
         """Delete the segments every destination acknowledged, except the newest (it
         carries the sequence across restarts). Called with the lock held."""
@@ -415,7 +600,10 @@ class Spool:
             "truncated_bytes": self.counters.truncated_bytes,
             "oldest_age_s": self.oldest_age_s(),
             "destinations": {
-                d: dict(zip(("batches", "records"), self.pending(d), strict=True))
+                d: {
+                    **dict(zip(("batches", "records"), self.pending(d), strict=True)),
+                    **self.lag_status(d),
+                }
                 for d in self.destinations
             },
         }

@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from netdistill.gatherer.deadletter import DeadLetters
 from netdistill.gatherer.forward import Forwarder, destination_name
 from netdistill.gatherer.spool import Spool
 from netdistill.hierarchy.config import UpstreamConfig
@@ -60,6 +61,9 @@ class UpstreamLink:
             token=config.read_token(Path(base_dir)),
             config=config.forward,
             verify=verify,
+            # an entry the parent refuses for good is set aside, the later ones go on
+            # (``netdistill gatherer dead-letter resend --data-dir`` this manager's)
+            dead_letters=DeadLetters(Path(data_dir) / "dead-letter"),
         )
         self.relay_interval_s = relay_interval_s
         self.relay_errors = 0

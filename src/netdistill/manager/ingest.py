@@ -22,6 +22,10 @@ roll-up periods and aggregate rows, docs/hierarchy.md) go to ``stage_output``
 (``hierarchy/receive.py``), idempotent on (origin, seq) the same way; a manager without
 one refuses them for good.
 
+A watermark mark (kind 4, ``entry.MARK``, ``delivery/wire.py``) commits nothing: once
+the entries before it are committed, it is handed to ``on_mark(gatherer, header)`` (the
+manager's ``Watermarks``, which the report windows close on) and acknowledged like them.
+
 Quarantine entries are made idempotent with a marker commit on the origin
 ``G/source#quarantine``: the items are inserted only when that (origin, seq) was not
 committed before, in the same transaction as the marker, with one columnar insert. The
@@ -42,7 +46,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from netdistill.delivery.ack import refusal_answer
-from netdistill.delivery.entry import QUARANTINE, RECORDS, STAGE_OUTPUT
+from netdistill.delivery.entry import MARK, QUARANTINE, RECORDS, STAGE_OUTPUT
 from netdistill.delivery.wire import decode_records, decode_table, unpack_entries
 from netdistill.errors import BatchRefused
 from netdistill.manager.auth import GathererAuth
@@ -65,6 +69,7 @@ class Ingest:
         store: Store,
         process: Callable[[str, pa.Table], pa.Table] | None = None,
         *,
+        on_mark: Callable[[str, dict[str, Any]], None] | None = None,
         quarantine_payload_bytes: int = 2048,
         stage_output: Callable[[str, str, int, bytes], int] | None = None,
     ) -> None:
@@ -72,6 +77,7 @@ class Ingest:
         self.process = process
         #: ``(gatherer, origin, seq, payload) → rows`` for ``STAGE_OUTPUT`` entries
         self.stage_output = stage_output
+        self.on_mark = on_mark
         self.quarantine_payload_bytes = quarantine_payload_bytes
         #: (source name, records) → the records of exporters the licence admits
         #: (``licence/admit.py``), applied before ``process``
@@ -118,6 +124,11 @@ class Ingest:
                         group.append((table, origin, seq))
                         continue
                     flush()
+                    if kind == MARK:
+                        if self.on_mark is not None:
+                            self.on_mark(gatherer, header)
+                        acked = max(acked, seq)
+                        continue
                     rows += self._commit(gatherer, kind, origin, seq, payload)
                     acked = seq
                 flush()

@@ -82,6 +82,9 @@ class LocalSystem:
             status=self.pipeline.status,
             stages=stages,
         )
+        # report windows close once the local sources delivered past them (windows.py)
+        self.pipeline.on_watermark = self.manager.watermarks.local
+        self.manager.windows.feeders = lambda: {"local"} if self.pipeline.sources else set()
         # behind the API guard, so console sessions can use it too
         self.procedures = ProcedureBook.from_scheme(self.scheme, on_change=self._procedures_changed)
         self.manager.guarded.append(procedures_router(self.procedures))
@@ -142,6 +145,7 @@ class LocalSystem:
             added = [self._new_source(config, new.manager) for config in add]
             previous = self.pipeline.process
             self.pipeline.change_sources(sources.to_stop, added, enhancer)
+            self.manager.watermarks.forget_local(sources.to_stop)
             self.enhancer = enhancer
             stages = StageRunner.for_scheme(self.store, new, self.data_dir, enhancer)
         self.pipeline.interval_s = new.manager.commit_interval_s

@@ -34,6 +34,7 @@ from netdistill.manager.discovery import (
 from netdistill.manager.jobs import Every
 from netdistill.manager.monitor import MetricsListener, Monitor
 from netdistill.manager.versions import REFUSAL_HEADER, VERSION_HEADER, GathererVersions
+from netdistill.manager.watermarks import Watermarks
 from netdistill.manager.windows import WindowJob
 from netdistill.reports.api import reports_router
 from netdistill.scheme.models import ManagerConfig
@@ -43,24 +44,66 @@ from netdistill.store import Store
 log = logging.getLogger(__name__)
 
 
-class AgingJob:
-    """Deletes records older than the retention, every ``interval_s``."""
+#: margin added to the longest ``forward.max_lag_s`` to make the retry horizon
+RETRY_MARGIN_S = 86400.0
 
-    def __init__(self, store: Store, *, retention_s: float, interval_s: float) -> None:
+
+def retry_horizon_s(forward_max_lag_s: Sequence[float]) -> float:
+    """How long after its commit a batch may still be resent by a gatherer.
+
+    A gatherer resends an entry until this manager acknowledges it; an entry this manager
+    committed but whose answer was lost is resent at the next try. A gatherer skips the
+    entries older than its ``forward.max_lag_s`` for a manager that is that far behind
+    (while another keeps up), so ``max_lag_s`` bounds how long an unacknowledged entry is
+    offered; the horizon is the longest ``max_lag_s`` of the scheme's gatherers (the
+    default's when none is set) plus ``RETRY_MARGIN_S``. Not covered: a gatherer that was
+    down, or that no manager acknowledged, for longer than that, holding a batch this
+    manager committed just before (docs/delivery.md, limits)."""
+    from netdistill.gatherer.config import ForwardConfig
+
+    return max([ForwardConfig().max_lag_s, *forward_max_lag_s]) + RETRY_MARGIN_S
+
+
+class AgingJob:
+    """Deletes records older than the retention, and the ``_commits`` idempotency keys
+    older than the retry horizon (``retry_horizon_s``), every ``interval_s``."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        retention_s: float,
+        interval_s: float,
+        commit_horizon_s: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.retention_s = retention_s
         self.interval_s = interval_s
+        self.commit_horizon_s = (
+            retry_horizon_s([]) if commit_horizon_s is None else commit_horizon_s
+        )
+        self._clock = clock
         self.deleted = 0
+        self.pruned_commits = 0
         self.last_run: float | None = None
         self._job = Every(interval_s, self.run_once, name="aging")
 
     def run_once(self) -> int:
         deleted = self.store.age(self.retention_s)
         self.deleted += deleted
-        self.last_run = time.time()
+        pruned = self.store.prune_commits(self._clock() - self.commit_horizon_s)
+        self.pruned_commits += pruned
+        self.last_run = self._clock()
         if deleted:
             log.info(
                 "aging deleted %d records older than %.1f days", deleted, self.retention_s / 86400
+            )
+        if pruned:
+            log.info(
+                "aging forgot %d commit keys older than %.1f days (retry horizon)",
+                pruned,
+                self.commit_horizon_s / 86400,
             )
         return deleted
 
@@ -119,8 +162,12 @@ class Manager:
         self.aging = AgingJob(
             store, retention_s=config.retention_days * 86400, interval_s=config.aging_interval_s
         )
-        self.windows = WindowJob(store, config.windows)
+        #: how far each gatherer delivered everything here (marks, the local pipeline)
+        self.watermarks = Watermarks()
+        self.windows = WindowJob(store, config.windows, watermarks=self.watermarks)
         self.monitor = Monitor(store, config.monitor, status_fn=self.status, admin_token=self.token)
+        self.windows.silent = self.monitor.is_silent
+        self.windows.alert = self.monitor.alert
         self.console = Console(store, token=self.token, query_limits=lambda: self.config.query)
         self.monitor.window_late_fn = self.windows.late_records
         # licences (licence/book.py) and gatherer versions (manager/versions.py)
@@ -146,6 +193,8 @@ class Manager:
                 "retention_days": self.config.retention_days,
                 "deleted": self.aging.deleted,
                 "last_run": self.aging.last_run,
+                "commit_horizon_s": self.aging.commit_horizon_s,
+                "pruned_commits": self.aging.pruned_commits,
             },
             "windows": self.windows.status(),
             "licence": self.licences.status(),

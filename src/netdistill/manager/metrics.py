@@ -49,6 +49,9 @@ netdistill_alerts_open                             gauge
 netdistill_windows_closed_total                    counter
 netdistill_window_last_closed_start_seconds        gauge
 netdistill_window_late_records                     gauge
+netdistill_window_late_records_by_window           gauge      window_start (20 newest)
+netdistill_windows_incomplete                      gauge
+netdistill_windows_corrected                       gauge
 =================================================  =========  ==============================
 
 Spool drops are reported with ``source="spool"``. ``quarantined`` counts the bad inputs
@@ -56,8 +59,11 @@ stored in the quarantine, ``quarantine_counted_only`` those past the source's qu
 cap, only counted (``sources/quarantine.py``); both by the reason they were rejected for.
 ``netdistill_window_late_records`` is
 the number of stored records that arrived after the report window they belong to had
-closed (``WindowJob.late_records``, one query over the store, at most once a minute).
-TODO(issue 13): a late count per window, when windows.py keeps one.
+closed (``WindowJob.late_records``, a sum over the ``windows`` table, at most once a
+minute); ``netdistill_window_late_records_by_window`` the late records of each of the 20
+newest windows that have some, and ``netdistill_windows_incomplete`` /
+``netdistill_windows_corrected`` the windows closed incomplete (not yet re-issued
+complete) and re-issued at least once (``manager/windows.py``).
 
 Besides these, the scrape has prometheus-client's default ``process_*`` (CPU, memory,
 open files, start time), ``python_info`` and ``python_gc_*`` families
@@ -293,6 +299,23 @@ def families(
         )
         late.add_metric([], float(window_late_records))
         yield late
+    per_window = GaugeMetricFamily(
+        "netdistill_window_late_records_by_window",
+        "late records of one window (the 20 newest windows that have some)",
+        labels=["window_start"],
+    )
+    for row in windows.get("late_or_incomplete") or []:
+        if row.get("late_records"):
+            per_window.add_metric([str(row["start"])], float(row["late_records"]))
+    yield per_window
+    for key, name, help_ in (
+        ("incomplete_windows", "netdistill_windows_incomplete", "windows closed incomplete"),
+        ("corrected_windows", "netdistill_windows_corrected", "windows re-issued"),
+    ):
+        if (value := _num(windows.get(key))) is not None:
+            family = GaugeMetricFamily(name, help_)
+            family.add_metric([], value)
+            yield family
 
 
 def _local_sources(sources: Iterable[dict[str, Any]]) -> list[Metric]:

@@ -21,6 +21,12 @@ authentication (``MetricsListener``); it is off by default, since metrics name t
 deployment's gatherers, sources and exporters and a fixed default port would collide
 between two managers on one host.
 
+Other parts raise and clear alerts of their own kinds through ``alert(kind, subject,
+detail)`` (one open alert per kind and subject; ``detail=None`` clears it): the report
+windows raise ``window_incomplete`` when a window closes incomplete
+(``manager/windows.py``). ``is_silent(name, since)`` is the silence rule for a gatherer
+by name; one it never heard of counts as silent once the limit passed ``since``.
+
 Gatherers are known from their heartbeats only: after a manager restart, one that never
 comes back is not alerted on again, but its alert left open stays open.
 
@@ -233,6 +239,42 @@ class Monitor:
                 raised.append(state.name)
                 log.warning("ALERT gatherer %s is silent: %s", state.name, detail)
         return raised
+
+    def is_silent(self, name: str, since: float) -> bool:
+        """No heartbeat from ``name`` for its silence limit (counted from ``since`` for a
+        gatherer never heard of; its interval then taken as 10 s)."""
+        now = self._clock()
+        with self._lock:
+            state = self._gatherers.get(name)
+            interval = state.interval_s if state is not None else 10.0
+            last = state.last_seen if state is not None else since
+        return now - last > self.config.silence_intervals * interval
+
+    def alert(self, kind: str, subject: str, detail: str | None) -> None:
+        """Raise (``detail``) or clear (None) the one alert of ``kind`` on ``subject``."""
+        now = self._clock()
+        with self._lock:
+            rows = self.store.query(
+                "SELECT id FROM alerts WHERE kind = $k AND subject = $s AND cleared_at IS NULL",
+                {"k": kind, "s": subject},
+            ).to_pylist()
+            if detail is None:
+                for row in rows:
+                    execute(
+                        self.store,
+                        "UPDATE alerts SET cleared_at = to_timestamp(?) WHERE id = ?",
+                        (now, row["id"]),
+                    )
+                return
+            if rows:
+                return
+            execute(
+                self.store,
+                "INSERT INTO alerts SELECT coalesce(max(id), 0) + 1, to_timestamp(?), ?,"
+                " ?, ?, NULL FROM alerts",
+                (now, kind, subject, detail),
+            )
+            log.warning("ALERT %s %s: %s", kind, subject, detail)
 
     def gatherers(self) -> list[dict[str, Any]]:
         now = self._clock()

@@ -32,7 +32,7 @@ from netdistill.hierarchy.receive import StageReceiver
 from netdistill.licence.admit import AdmittingSink, Exporters
 from netdistill.manager.auth import GathererAuth
 from netdistill.manager.ingest import Ingest, ingest_router
-from netdistill.manager.main import Manager
+from netdistill.manager.main import Manager, retry_horizon_s
 from netdistill.manager.plan import PlanService, ensure_scheme_fields, plan_router
 from netdistill.scheme.diff import SchemeDiff
 from netdistill.scheme.models import Scheme
@@ -100,6 +100,9 @@ class ManagerProcess:
         self.auth.admit = self.manager.admit_gatherer
         self.exporters = Exporters(lambda: self.manager.licences, lambda: self.plan.scheme)
         self.ingest.admit = self.exporters
+        self._set_horizon(scheme)
+        self.ingest.on_mark = self.manager.watermarks.mark
+        self.manager.windows.feeders = self._feeders
         self.manager.routers += [
             ingest_router(self.ingest, self.auth),
             plan_router(
@@ -145,6 +148,7 @@ class ManagerProcess:
             max_datagrams=config.max_batch_datagrams,
             process=self.enhancer,
             quarantine=config.quarantine,
+            on_watermark=self.manager.watermarks.local,
         )
         self.local.start()
 
@@ -169,6 +173,7 @@ class ManagerProcess:
             self.ingest.process = enhancer
             if self.local is not None:
                 self.local.change_sources(remove, added, enhancer)
+                self.manager.watermarks.forget_local(remove)
             elif added:
                 self._start_local(added, new)
             stages = StageRunner.for_scheme(
@@ -180,10 +185,25 @@ class ManagerProcess:
             self.local.configure_quarantine(new.manager.quarantine)
         self.ingest.quarantine_payload_bytes = new.manager.quarantine.payload_bytes
         self.manager.reconfigure(new.manager, stages)  # stops the old runner
+        self._set_horizon(new)
         if flow and previous is not None:
             previous.close()
         self.plan.replace(new)
         self.scheme = new
+
+    def _feeders(self) -> set[str]:
+        """The gatherers a report window waits for: those the scheme gives sources."""
+        return {
+            s.gatherer
+            for s in self.scheme.sources
+            if s.gatherer == "local"
+            or any(g.name == s.gatherer and not g.revoked for g in self.scheme.gatherers)
+        }
+
+    def _set_horizon(self, scheme: Scheme) -> None:
+        """The aging job keeps ``_commits`` keys for the gatherers' longest retry."""
+        lags = [g.forward.max_lag_s for g in scheme.gatherers]
+        self.manager.aging.commit_horizon_s = retry_horizon_s(lags)
 
     def _start_monitor(self) -> None:
         """Gatherers post heartbeats with their own credential (as for ingest)."""

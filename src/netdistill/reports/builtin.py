@@ -163,6 +163,36 @@ GROUP BY ALL ORDER BY origin, hour""",
     requires=("_commits",),
 )
 
+AUDIT_WINDOWS = Report(
+    name="audit_windows",
+    title="Audit: report windows, late records and corrections",
+    description=(
+        "Each report window closed in the period: its version (above 1 once re-issued), "
+        "whether it is complete (else the gatherers it lacked and why), the records that "
+        "arrived after it closed, and its totals."
+    ),
+    sql="""SELECT to_timestamp(window_start) AS window_start, version,
+       incomplete = '' AS complete, nullif(incomplete, '') AS incomplete,
+       late_records, late_pending, records, bytes, checksum, closed_at
+FROM windows
+WHERE to_timestamp(window_start) >= $from AND to_timestamp(window_start) < $to
+ORDER BY window_start""",
+    params=(FROM, TO),
+    columns=(
+        "window_start",
+        "version",
+        "complete",
+        "incomplete",
+        "late_records",
+        "late_pending",
+        "records",
+        "bytes",
+        "checksum",
+        "closed_at",
+    ),
+    requires=("windows",),
+)
+
 BILLING_USAGE = Report(
     name="billing_usage",
     title="Billing: usage per account and period",
@@ -314,6 +344,7 @@ BUILTIN_REPORTS: tuple[Report, ...] = (
     AUDIT_QUARANTINE,
     AUDIT_MERGES,
     AUDIT_DELIVERIES,
+    AUDIT_WINDOWS,
     BILLING_USAGE,
     CHARGEBACK_DEPARTMENT,
     NETWORK_ALERTS,

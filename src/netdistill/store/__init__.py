@@ -65,6 +65,10 @@ class Store(Protocol):
     def age(self, retention_s: float) -> int:
         """Delete records ingested more than ``retention_s`` ago; return how many."""
 
+    def prune_commits(self, before: float) -> int:
+        """Forget the idempotency keys of batches committed before ``before`` (Unix s),
+        keeping each origin's newest; returns how many were deleted."""
+
     def add_field(self, name: str, type_: str, description: str = "") -> None: ...
 
     def drop_field(self, name: str) -> None: ...

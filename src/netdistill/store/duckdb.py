@@ -418,6 +418,21 @@ class DuckDBStore:
             ).fetchone()
             return int(row[0]) if row else 0
 
+    def prune_commits(self, before: float) -> int:
+        """Delete the idempotency rows of ``_commits`` committed before ``before`` (Unix
+        s), except each origin's newest (``last_sequence`` continues from it); returns
+        how many. A batch resent after its row is gone would be stored again, so
+        ``before`` must be older than the longest retry horizon (``manager/aging.py``)."""
+        with self._lock:
+            self._writable()
+            row = self._conn.execute(
+                "DELETE FROM _commits WHERE committed_at < to_timestamp(?) AND"
+                " (origin, sequence) NOT IN"
+                " (SELECT (origin, max(sequence)) FROM _commits GROUP BY origin)",
+                (before,),
+            ).fetchone()
+            return int(row[0]) if row else 0
+
     # --- reading ---------------------------------------------------------------------------
 
     def query(self, sql: str, params: Mapping[str, object] | None = None) -> pa.Table:

@@ -55,7 +55,15 @@
         el("td", { class: "nowrap", text: g.seconds_since_last.toFixed(0) + " s ago" }),
         el("td", { class: "num", text: spool.depth_batches ?? "–" }),
         el("td", { class: "num", text: st.committed_records ?? st.records ?? "–" }),
-        el("td", { class: "num" + (st.errors ? " bad" : ""), text: st.errors ?? 0 }));
+        el("td", { class: "num" + (st.errors ? " bad" : ""), text: st.errors ?? 0 }),
+        // batches a manager refused for good (gatherer/deadletter.py), with the reasons
+        el("td", {
+          class: "num" + ((st.dead_letter || {}).batches ? " bad" : ""),
+          "data-testid": "gatherer-dead-letters",
+          title: ((st.dead_letter || {}).entries || []).map((d) => d.seq + ": " + d.reason).join("\n"),
+          text: (st.dead_letter || {}).batches ?? 0,
+        }),
+        el("td", { class: (st.alerts || []).length ? "bad" : "", text: (st.alerts || []).join("; ") }));
     });
     if (status.gatherer) {  // the manager's own pipeline (netdistill run)
       rows.unshift(el("tr", { "data-gatherer": status.gatherer },
@@ -64,7 +72,8 @@
         el("td", { "data-testid": "gatherer-version", text: status.version || "–" }),
         el("td", { text: "–" }), el("td", { class: "num", text: "–" }),
         el("td", { class: "num", text: status.committed_records ?? "–" }),
-        el("td", { class: "num" + (status.errors ? " bad" : ""), text: status.errors ?? 0 })));
+        el("td", { class: "num" + (status.errors ? " bad" : ""), text: status.errors ?? 0 }),
+        el("td", { class: "num", text: "–" }), el("td", { text: "" })));
     }
     $("gatherers-table").tBodies[0].replaceChildren(...rows);
     const open = alerts.filter((a) => !a.cleared_at);
