@@ -31,7 +31,7 @@ from netdistill.billing.config import RatingConfig
 from netdistill.billing.lines import tier_sql
 from netdistill.billing.money import half_even_sql
 from netdistill.billing.plans import assigned, segment_table
-from netdistill.billing.render_sql import document_json, lines_json, quantity_scaled
+from netdistill.billing.render_sql import quantity_scaled, render_bodies
 from netdistill.billing.usage import quote
 
 SEQUENCE = "invoices"
@@ -292,19 +292,16 @@ def _insert_documents(tx: Any, config: RatingConfig) -> None:
         """,
         (tx.now,),
     )
+    bodies = render_bodies(tx, "billing_new_lines", "billing_new_docs", minor)
     tx.execute(
         f"""
         INSERT INTO invoices (number, seq, kind, account_id, bill_period, period_start,
                               period_end, issued_at, currency, minor_units, total_minor,
                               refers_to, idempotency_key, sha256, body)
-        WITH l AS ({lines_json("billing_new_lines", minor)}), b AS (
-            SELECT d.*, {document_json("d", "l.lines", minor)} AS body
-            FROM billing_new_docs d LEFT JOIN l USING (number)
-        )
-        SELECT number, seq, kind, account_id, bill_period, period_start, period_end,
-               issued_at, currency, minor_units, total_minor, refers_to, idempotency_key,
-               sha256(body), body
-        FROM b ORDER BY seq
+        SELECT d.number, d.seq, d.kind, d.account_id, d.bill_period, d.period_start,
+               d.period_end, d.issued_at, d.currency, d.minor_units, d.total_minor,
+               d.refers_to, d.idempotency_key, sha256(b.body), b.body
+        FROM billing_new_docs d JOIN {bodies} b USING (number) ORDER BY d.seq
         """
     )
     tx.execute(

@@ -1,70 +1,74 @@
-r"""A document's canonical JSON (``documents.render``) built by DuckDB, for many documents
-at once, inside the short transaction that issues them.
+r"""A document's canonical JSON (``documents.render``) for many documents at once, inside
+the short transaction that issues them, without a Python object per document or line.
 
-``documents.render`` (Python: ``json.dumps`` with sorted keys, no spaces, ASCII only) is
-the definition; this module writes the same bytes with SQL string functions so that the
-issuing transaction stores ``body`` and its SHA-256 (DuckDB's ``sha256``) without a
-Python object per document or line: at 100,000 invoices Python rendering took most of
-the round, and the store's write lock was held for all of it. Hand-rolled because no
-library renders JSON *in DuckDB* byte-identical to Python's: DuckDB's ``to_json`` keeps
-non-ASCII characters as they are and orders keys as given.
+``documents.render`` (``json.dumps`` with sorted keys, no spaces, ASCII only) is the
+definition; ``render_bodies`` writes the same bytes by assembling them in DuckDB from
+pieces, each made once where it can be:
 
+* text that repeats (the plan, price, category, … and segment of a line; the period,
+  kind, currency and issue time of a document) is rendered by ``json.dumps`` itself, once
+  per distinct combination, as runs of consecutive sorted keys (``'"category":"http",
+  "direction":"any","kind":"usage"'``), and joined back;
+* text per document (account, number, idempotency key, ``refers_to``) goes through
+  ``json_texts``: printable ASCII without ``"`` or ``\`` (nearly all) is quoted by an
+  Arrow kernel, anything else by ``json.dumps``;
+* numbers per line or document — amounts (``minor_text``), quantities (``quantity_text``:
+  the exact quotient rounded half to even to 9 decimals, as ``money.quantity_text``),
+  line numbers — are formatted by DuckDB with integer arithmetic.
+
+Hand-rolled because no library renders JSON in DuckDB byte-identical to Python's
+(DuckDB's ``to_json`` keeps non-ASCII characters and the given key order), and rendering
+each document in Python held the store's write lock for most of a 100,000-account round.
 Equality with ``documents.render`` is checked on every read (``documents.load`` renders
-again in Python and compares with the stored SHA-256: a difference shows as
-``intact: false``) and by tests over awkward text (quotes, backslashes, control
-characters, accents, characters beyond the BMP, which Python writes as surrogate pairs)
-and units whose size is not a power of ten. Pieces:
-
-* ``json_text``: a JSON string the way ``json.dumps(ensure_ascii=True)`` writes it —
-  ``\"``, ``\\``, ``\n``, ``\r``, ``\t``, ``\b``, ``\f``, every other character outside
-  ``' '..'~'`` as ``\uXXXX`` (lower-case hex; a surrogate pair above U+FFFF); ``null``
-  for NULL. Printable ASCII text (nearly all) takes a fast path: one regex match.
-* ``iso``: ``documents.iso`` (``2026-11-01T00:00:00Z``, ``.ffffffZ`` when there are
-  microseconds), in UTC.
-* ``minor_text``: ``money.minor_text`` (``-12.34``).
-* ``quantity_text``: ``money.quantity_text`` — the exact quotient, rounded half to even
-  to 9 decimals, trailing zeros dropped. Quantities on documents are never negative;
-  a negative one stops the round with an error rather than render differently.
+again in Python and compares with the stored SHA-256) and by a property test.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from netdistill.billing.documents import iso
 from netdistill.billing.money import half_even_sql
 
-_SHORT = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b",
-          "\f": "\\f"}  # fmt: skip
+#: printable ASCII without '"' and '\': json.dumps writes it quoted and unchanged
+_PLAIN = r"^[ !#-\[\]-~]*$"
 
 
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-def json_text(expr: str) -> str:
-    """SQL: ``expr`` (VARCHAR) as a JSON value, byte-identical to ``json.dumps``."""
-    shorts = " ".join(
-        f"WHEN c = chr({ord(char)}) THEN {_lit(escaped)}" for char, escaped in _SHORT.items()
-    )
-    char = (
-        f"CASE {shorts} WHEN unicode(c) BETWEEN 32 AND 126 THEN c"
-        " WHEN unicode(c) < 65536 THEN printf('\\u%04x', unicode(c))"
-        " ELSE printf('\\u%04x\\u%04x', 55296 + ((unicode(c) - 65536) >> 10),"
-        " 56320 + ((unicode(c) - 65536) & 1023)) END"
-    )
-    return (
-        f"(CASE WHEN ({expr}) IS NULL THEN 'null'"
-        f" WHEN regexp_full_match({expr}, '[ !#-\\[\\]-~]*') THEN '\"' || ({expr}) || '\"'"
-        f" ELSE '\"' || array_to_string(list_transform(string_split({expr}, ''),"
-        f" lambda c: {char}), '') || '\"' END)"
-    )
+def json_texts(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Each string as ``json.dumps`` writes it (``null`` for null), vectorized for plain
+    text."""
+    values = pa.chunked_array([values]) if isinstance(values, pa.Array) else values
+    values = values.combine_chunks().cast(pa.string())
+    plain = pc.fill_null(pc.match_substring_regex(values, _PLAIN), False)
+    quoted = pc.binary_join_element_wise('"', values, '"', "")
+    out = pc.if_else(plain, quoted, pa.scalar("null"))
+    odd = [i for i, (p, v) in enumerate(zip(plain.to_pylist(), values.is_valid().to_pylist(),
+                                                strict=True)) if v and not p]  # fmt: skip
+    if not odd:
+        return out
+    texts = out.to_pylist()
+    for i in odd:
+        texts[i] = _dumps(values[i].as_py())
+    return pa.array(texts, pa.string())
 
 
-def iso(expr: str) -> str:
-    """SQL: a TIMESTAMPTZ as ``documents.iso`` writes it (the session time zone is UTC)."""
-    micro = f"(((epoch_us({expr}) % 1000000) + 1000000) % 1000000)"
-    return (
-        f"(strftime({expr}, '%Y-%m-%dT%H:%M:%S') || CASE WHEN {micro} = 0 THEN 'Z'"
-        f" ELSE '.' || lpad(CAST({micro} AS VARCHAR), 6, '0') || 'Z' END)"
-    )
+def _runs(rows: list[dict[str, Any]], runs: Sequence[tuple[str, ...]]) -> dict[str, pa.Array]:
+    """Per distinct row, each run of keys rendered as in the document (without braces)."""
+    out: dict[str, list[str]] = {f"run{i}": [] for i in range(len(runs))}
+    for row in rows:
+        shown = {k: iso(v) if hasattr(v, "strftime") else v for k, v in row.items()}
+        for i, keys in enumerate(runs):
+            out[f"run{i}"].append(_dumps({k: shown[k] for k in keys})[1:-1])
+    return {name: pa.array(values, pa.string()) for name, values in out.items()}
 
 
 def minor_text(expr: str, minor_units: int) -> str:
@@ -99,73 +103,92 @@ def quantity_text(scaled: str) -> str:
     )
 
 
-#: line fields that take few distinct values (from the plans, the periods): rendered once
-#: per distinct combination and joined back, in three runs between the per-line fields
-_SHARED = (
+#: line and head keys in ``render``'s order: runs of shared keys between per-row keys
+LINE_RUNS = [
     ("category", "direction", "kind"),
     ("metric", "plan", "price"),
     ("rate", "segment_from", "segment_to", "tier", "unit"),
-)
+]
+HEAD_RUNS = [("bill_period", "currency"), ("issued_at", "kind"), ("period_end", "period_start")]
 
 
-def _field(name: str, column: str) -> str:
-    if name.startswith("segment_"):
-        return f"'\"' || {iso(column)} || '\"'"
-    return json_text(column)
-
-
-def lines_json(table: str, minor_units: int) -> str:
-    """SQL: ``SELECT number, lines`` with ``lines`` the comma-joined line objects of each
-    document in ``table`` (``invoice_lines`` columns and ``q9``, the ``quantity_scaled``),
-    in line order, keys sorted as ``render`` sorts them:
-
-        amount, [category, direction, kind], line, [metric, plan, price], quantity,
-        [rate, segment_from, segment_to, tier, unit]
-    """
-    shared = [c for run in _SHARED for c in run]
-    runs = [
-        " || ',' || ".join(f"'\"{c}\":' || {_field(c, f's.{c}')}" for c in run) + f" AS run{i}"
-        for i, run in enumerate(_SHARED)
-    ]
-    line = (
-        '\'{"amount":"\' || ' + minor_text("l.amount_minor", minor_units) + " || '\",' || s.run0"
-        " || ',\"line\":' || CAST(l.line AS VARCHAR) || ',' || s.run1"
-        ' || \',"quantity":"\' || ' + quantity_text("l.q9") + " || '\",' || s.run2 || '}'"
+def render_bodies(tx: Any, lines: str, docs: str, minor_units: int) -> str:
+    """Create TEMP table ``billing_bodies (number, body)``: the canonical JSON of each
+    document of table ``docs`` (``invoices`` columns but sha256 and body) with its lines
+    of table ``lines`` (``invoice_lines`` columns and ``q9``, the ``quantity_scaled``).
+    Returns its name."""
+    shared = [k for run in LINE_RUNS for k in run]
+    combos = tx.query(f"SELECT DISTINCT {', '.join(shared)} FROM {lines}").to_pylist()
+    table = pa.table(
+        {
+            **{k: pa.array([c[k] for c in combos]) for k in shared},
+            **_runs(combos, LINE_RUNS),
+        }
+    ) if combos else None  # fmt: skip
+    tx.execute(
+        "CREATE OR REPLACE TEMP TABLE billing_line_runs AS SELECT "
+        + ", ".join(f"{k}" for k in shared)
+        + f", '' AS run0, '' AS run1, '' AS run2 FROM {lines} LIMIT 0"
     )
-    return f"""
-        WITH s AS (
-            SELECT s.*, {", ".join(runs)}
-            FROM (SELECT DISTINCT {", ".join(shared)} FROM {table}) s
+    if table is not None:
+        tx.insert_arrow("billing_line_runs", table)
+    head_keys = [k for run in HEAD_RUNS for k in run]
+    heads = tx.query(f"SELECT DISTINCT {', '.join(head_keys)} FROM {docs}").to_pylist()
+    tx.execute(
+        "CREATE OR REPLACE TEMP TABLE billing_head_runs AS SELECT "
+        + ", ".join(head_keys)
+        + f", '' AS run0, '' AS run1, '' AS run2 FROM {docs} LIMIT 0"
+    )
+    if heads:
+        tx.insert_arrow(
+            "billing_head_runs",
+            pa.table(
+                {
+                    **{k: pa.array([h[k] for h in heads]) for k in head_keys},
+                    **_runs(heads, HEAD_RUNS),
+                }
+            ),
         )
-        SELECT l.number, string_agg({line}, ',' ORDER BY l.line) AS lines
-        FROM {table} l JOIN s USING ({", ".join(shared)})
-        GROUP BY l.number
-    """
-
-
-def document_json(prefix: str, lines: str, minor_units: int) -> str:
-    """SQL: one document (``invoices`` columns of alias ``prefix``; ``lines`` the
-    comma-joined line objects in line order, or NULL), keys sorted as ``render`` sorts."""
-    p = prefix
-    fields = [
-        ("account_id", json_text(f"{p}.account_id")),
-        ("bill_period", json_text(f"{p}.bill_period")),
-        ("currency", json_text(f"{p}.currency")),
-        ("idempotency_key", json_text(f"{p}.idempotency_key")),
-        ("issued_at", f"'\"' || {iso(f'{p}.issued_at')} || '\"'"),
-        ("kind", json_text(f"{p}.kind")),
-        ("lines", f"'[' || coalesce({lines}, '') || ']'"),
-        ("number", json_text(f"{p}.number")),
-        ("period_end", f"'\"' || {iso(f'{p}.period_end')} || '\"'"),
-        ("period_start", f"'\"' || {iso(f'{p}.period_start')} || '\"'"),
-        ("refers_to", json_text(f"{p}.refers_to")),
-        ("total", f"'\"' || {minor_text(f'{p}.total_minor', minor_units)} || '\"'"),
-    ]
-    return _object(fields)
-
-
-def _object(fields: list[tuple[str, str]]) -> str:
-    assert [name for name, _ in fields] == sorted(name for name, _ in fields)
-    parts = [f"'{'{' if i == 0 else ','}\"{name}\":' || {value}" for i, (name, value) in
-             enumerate(fields)]  # fmt: skip
-    return "(" + " || ".join(parts) + " || '}')"
+    texts = tx.query(f"SELECT number, account_id, idempotency_key, refers_to FROM {docs}")
+    tx.execute(
+        "CREATE OR REPLACE TEMP TABLE billing_doc_texts (number VARCHAR, account VARCHAR,"
+        " number_json VARCHAR, key VARCHAR, refers VARCHAR)"
+    )
+    tx.insert_arrow(
+        "billing_doc_texts",
+        pa.table(
+            {
+                "number": texts.column("number"),
+                "account": json_texts(texts.column("account_id")),
+                "number_json": json_texts(texts.column("number")),
+                "key": json_texts(texts.column("idempotency_key")),
+                "refers": json_texts(texts.column("refers_to")),
+            }
+        ),
+    )
+    line = (
+        '\'{"amount":"\' || ' + minor_text("l.amount_minor", minor_units) + " || '\",' || r.run0"
+        " || ',\"line\":' || CAST(l.line AS VARCHAR) || ',' || r.run1"
+        ' || \',"quantity":"\' || ' + quantity_text("l.q9") + " || '\",' || r.run2 || '}'"
+    )
+    head = (
+        "'{\"account_id\":' || t.account || ',' || h.run0 || ',\"idempotency_key\":' || t.key"
+        " || ',' || h.run1 || ',\"lines\":[' || coalesce(l.lines, '') || '],\"number\":'"
+        " || t.number_json || ',' || h.run2 || ',\"refers_to\":' || t.refers"
+        ' || \',"total":"\' || ' + minor_text("d.total_minor", minor_units) + " || '\"}'"
+    )
+    tx.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE billing_bodies AS
+        WITH l AS (
+            SELECT l.number, string_agg({line}, ',' ORDER BY l.line) AS lines
+            FROM {lines} l JOIN billing_line_runs r USING ({", ".join(shared)})
+            GROUP BY l.number
+        )
+        SELECT d.number, {head} AS body
+        FROM {docs} d JOIN billing_doc_texts t USING (number)
+        JOIN billing_head_runs h USING ({", ".join(head_keys)})
+        LEFT JOIN l USING (number)
+        """
+    )
+    return "billing_bodies"
