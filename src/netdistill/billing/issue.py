@@ -1,7 +1,8 @@
-"""Issuing invoices, credit notes and debit notes, inside the rating round's transaction.
+"""Issuing invoices, credit notes and debit notes, inside a chunk's transaction.
 
 A billing period is **due** once every rated rollup has rated all its periods up to the
-billing period's end. Then, in one transaction (the round's):
+billing period's end. Then, for the accounts of a chunk of the round (``rating.py``), in
+the chunk's transaction:
 
 * every account with usage in it and no invoice for it gets an **invoice**: per plan
   segment and price an ``included`` line (units of the allowance used, amount 0), one
@@ -16,7 +17,10 @@ billing period's end. Then, in one transaction (the round's):
   the minimum). A note whose total is negative is a ``credit_note``, else a ``debit_note``.
 
 Numbers come from one gap-free sequence (``billing_sequence``), allocated in the same
-transaction that inserts the documents: a failed round allocates nothing. Documents are
+transaction that inserts the documents: a failed chunk allocates nothing. Each document
+is stored with its canonical JSON (``body``) and its SHA-256, made in the same
+statements (``render_sql.render_bodies``: per distinct text, not per document, in
+Python; assembled by DuckDB), so the transaction stays short. Documents are
 never updated or deleted (``documents.verify``); nothing in netdistill has a path that
 changes one, and the API refuses (405) any attempt.
 """

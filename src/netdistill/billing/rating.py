@@ -2,27 +2,43 @@
 
 ``RatingStage`` is a manager stage (``stages/base.py`` contract) built from the scheme's
 ``rating:`` section; ``StageRunner`` runs it right after the last rollup it rates, so a
-period closed in a round is rated in the same round. One round is **one store
-transaction**:
+period closed in a round is rated in the same round.
 
-1. every roll-up period closed since (a row of ``rollup_<name>_periods`` not yet in
-   ``billing_rated``) is marked rated, once — (rollup, period) is the key;
-2. its account rows, and the late records of every rated period (``usage.py``), are
-   matched to the plan in force (``plans.segments``) and to the first price of that plan
-   whose category, metric, direction, weekdays and hours fit the roll-up period's start
-   (in the section's ``timezone``), and added to ``billing_usage``;
-3. the touched rows are priced again (``lines.rated_sql``); each account's prepaid
-   money balance (``balances.prepaid_money``) goes down by the increase;
-4. billing periods now fully rated are invoiced, and late usage of invoiced periods
-   becomes notes (``issue.py``);
-5. the new record watermark and the round number are saved (``_stage_state``).
+A round is **several short store transactions**, so that record commits (which take the
+same write lock) wait for one of them at most, never for the round:
 
-A round that fails anywhere changes nothing (the transaction rolls back) and is tried
-again; a restart continues from the saved state. Nothing is rated twice: a period is
-rated in the round that inserts its ``billing_rated`` row, a late record in the round
-whose watermark range holds it. Invoice files are written after the transaction, from
-the stored documents, and recorded in ``invoice_exports`` (rewritten identically after
-a crash in between).
+1. *open* (one transaction): every roll-up period closed since (a row of
+   ``rollup_<name>_periods`` not yet in ``billing_rated``) is marked rated in this round,
+   once — (rollup, period) is the key; the round's record range (the last record id now)
+   and its **chunks** — account-id bounds cutting the work into about ``chunk_rows`` rows
+   each, read before the transaction — are saved in the stage state (``open``);
+2. *one transaction per chunk*, in account order: for the accounts in it, the account
+   rows of the periods rated in this round and the late records of every rated period
+   in the round's record range (``usage.py``) are matched to the plan in force
+   (``plans.segments``) and to the first price of that plan whose category, metric,
+   direction, weekdays and hours fit the roll-up period's start (in the section's
+   ``timezone``) and added to ``billing_usage``; the touched rows are priced again
+   (``lines.rated_sql``) and each account's prepaid money balance
+   (``balances.prepaid_money``) goes down by the increase; billing periods now fully
+   rated are invoiced for these accounts and their late usage of invoiced periods becomes
+   notes (``issue.py``); the chunk is recorded done in the stage state, and the last one
+   saves the new watermark and closes the round.
+
+What is atomic, and why that is enough: each transaction. Rating and invoicing are per
+account (an account's usage, price, balance and documents never depend on another
+account's), so a chunk is a complete unit: it rates its accounts and issues their
+documents, and records itself done, together. A failure rolls back the transaction it
+happens in; the next round **resumes** the open round at that chunk, with the same record
+range, rated periods and bounds, so nothing is rated twice or skipped. Numbers stay
+gap-free: each chunk takes the next numbers of ``billing_sequence`` in the transaction
+that inserts the documents. What a reader can see between two chunks is a consistent
+state: some accounts invoiced for the period, the others not yet.
+
+Between transactions the round pauses ``PAUSE_S``: the store's lock is not fair, and
+without it this thread would take the lock again before a waiting commit woke up.
+Invoice files are written after the chunks, from the stored documents, and recorded in
+``invoice_exports`` (one batch per chunk; rewritten with the same bytes after a crash in
+between).
 
 Usage no price matches is free; usage of an account with no plan (no assignment and no
 ``default_plan``) is counted as ``unrated`` in the status and logged, not charged.
