@@ -149,8 +149,10 @@ def _month(store: Any) -> None:
 def _outcome(store: Any, directory: Path) -> dict[str, Any]:
     return {
         "state": state(store),
-        "docs": rows(store, "SELECT seq, number, account_id, total_minor, sha256, body"
-                     " FROM invoices ORDER BY seq"),  # fmt: skip
+        "docs": rows(
+            store,
+            "SELECT seq, number, account_id, total_minor, sha256, body FROM invoices ORDER BY seq",
+        ),
         "lines": rows(store, "SELECT * FROM invoice_lines ORDER BY number, line"),
         "files": {p.name: p.read_bytes() for p in sorted(directory.glob("*"))},
     }
