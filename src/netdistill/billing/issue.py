@@ -36,7 +36,7 @@ from netdistill.billing.lines import tier_sql
 from netdistill.billing.money import half_even_sql
 from netdistill.billing.plans import assigned, segment_table
 from netdistill.billing.render_sql import quantity_scaled, render_bodies
-from netdistill.billing.usage import quote
+from netdistill.billing.usage import in_range, quote
 
 SEQUENCE = "invoices"
 
@@ -48,17 +48,6 @@ class Issued:
     first_seq: int | None = None
     last_seq: int | None = None
     minimum_by_account: dict[str, int] | None = None
-
-
-def in_range(column: str, accounts: tuple[str | None, str | None]) -> str:
-    """SQL: ``column`` within the account range ``[low, high)`` (None: unbounded)."""
-    low, high = accounts
-    parts = ["true"]
-    if low is not None:
-        parts.append(f"{column} >= {quote(low)}")
-    if high is not None:
-        parts.append(f"{column} < {quote(high)}")
-    return " AND ".join(parts)
 
 
 def _min_only_accounts(

@@ -58,10 +58,10 @@ import pyarrow as pa
 
 from netdistill.billing import tables
 from netdistill.billing.config import RatingConfig
-from netdistill.billing.issue import in_range, issue_due
+from netdistill.billing.issue import issue_due
 from netdistill.billing.lines import rated_sql
 from netdistill.billing.plans import assigned, bill_start_sql, plan_tables, segment_table
-from netdistill.billing.usage import late_usage_sql, quote, rollup_usage_sql
+from netdistill.billing.usage import in_range, late_usage_sql, quote, rollup_usage_sql
 from netdistill.stages import balances as balance_store
 from netdistill.stages.base import save_watermark
 from netdistill.stages.rollup_store import table_names
@@ -71,7 +71,7 @@ log = logging.getLogger(__name__)
 NAME = "rating"
 
 #: rows of work (roll-up rows to rate, usage rows to invoice) per transaction of a round
-CHUNK_ROWS = 50_000
+CHUNK_ROWS = 20_000
 #: pause between the transactions of a round (lets waiting record commits take the lock)
 PAUSE_S = 0.02
 
@@ -279,7 +279,9 @@ class RatingStage:
                 raise RuntimeError(f"rating round {rating_round}: chunk {chunk} is not next")
             parts: list[str] = []
             for rated, rollup in self.rollups:
-                parts += rollup_usage_sql(rollup, rated.direction, self.pairs, rating_round)
+                parts += rollup_usage_sql(
+                    rollup, rated.direction, self.pairs, rating_round, accounts
+                )
                 if rollup.pops:  # a central rollup of POPs: no records of its own are late
                     continue
                 parts.append(
@@ -292,12 +294,12 @@ class RatingStage:
                         previous_high=previous,
                         high=high,
                         scan_low=pending["scan_low"],
+                        accounts=accounts,
                     )
                 )
             tx.execute(
                 "CREATE OR REPLACE TEMP TABLE billing_work AS SELECT row_number() OVER () AS rid,"
                 f" * FROM ({' UNION ALL '.join(f'({p})' for p in parts)})"
-                f" WHERE {in_range('account_id', accounts)}"
             )
             work = tx.query(
                 "SELECT count(*) FILTER (WHERE origin = 'usage') AS usage,"
