@@ -24,8 +24,11 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -61,6 +64,21 @@ rating:
 """
 
 NOV = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+class TimedStore(DuckDBStore):
+    """The real store, timing each write transaction (the write lock is held for it)."""
+
+    longest = 0.0
+    count = 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        started = time.perf_counter()
+        with super().transaction() as tx:
+            yield tx
+        self.longest = max(self.longest, time.perf_counter() - started)
+        self.count += 1
 
 
 class Clock:
@@ -112,7 +130,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         clock = Clock(NOV + timedelta(days=30, seconds=1))
-        store = DuckDBStore(data_dir / "records.duckdb", clock=clock)
+        store = TimedStore(data_dir / "records.duckdb", clock=clock)
         store.add_field("company", "string")
         started = time.perf_counter()
         batch = records(accounts, 10, seed=1)
@@ -126,9 +144,11 @@ def main() -> None:
         rollup.run_once(clock())
         rolled = time.perf_counter() - started
         rows = store.query("SELECT count(*) AS n FROM rollup_hourly_accounts").column("n")[0]
+        store.longest, store.count = 0.0, 0
         started = time.perf_counter()
         counts = rating.run_once(clock())
         billing_s = time.perf_counter() - started
+        longest_tx, transactions = store.longest, store.count
         late = records(1_000, 1, seed=2)
         store.commit(late, origin="bench", sequence=99)
         started = time.perf_counter()
@@ -143,6 +163,8 @@ def main() -> None:
     print(f"  rating + invoices        {counts['usage_rows']:>12,} usage rows rated,"
           f" {counts['invoices']:,} invoices, {counts['files_written']} files"
           f"   {billing_s:8.2f} s")  # fmt: skip
+    print(f"  write transactions       {transactions:>12,} in the billing run, the longest"
+          f" {longest_tx:.2f} s (record commits wait at most that)")  # fmt: skip
     print(f"  late round               {late_counts['late_rows']:>12,} late rows,"
           f" {late_counts['notes']:,} notes   {late_s:8.2f} s")  # fmt: skip
     print(f"  invoiced total           {from_minor(int(total.as_py()), 2):>12,} EUR")

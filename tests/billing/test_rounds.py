@@ -139,3 +139,76 @@ def test_issued_invoices_are_immutable_and_api(tmp_path: Path) -> None:
     assert tampered["intact"] is False
     assert client.get("/api/invoices/INV-00000002", headers=AUTH).json()["intact"] is True
     store.close()
+
+
+def _month(store: Any) -> None:
+    commit(store, [record(f"2026-11-{2 + i % 20:02d}T10:00:00", f"acct{i:02d}", "http",
+                          bytes=(i + 1) * GB // 3) for i in range(30)], 1)  # fmt: skip
+
+
+def _outcome(store: Any, directory: Path) -> dict[str, Any]:
+    return {
+        "state": state(store),
+        "docs": rows(
+            store,
+            "SELECT seq, number, account_id, total_minor, sha256, body FROM invoices ORDER BY seq",
+        ),
+        "lines": rows(store, "SELECT * FROM invoice_lines ORDER BY number, line"),
+        "files": {p.name: p.read_bytes() for p in sorted(directory.glob("*"))},
+    }
+
+
+@pytest.mark.parametrize("fail_at", [2, 3, 5, "files"])
+def test_round_failing_between_chunks_resumes_exactly_once(
+    tmp_path: Path, fail_at: int | str
+) -> None:
+    """A round cut into chunks (short transactions) that fails after some of them, or
+    after all of them but before the invoice files are written, then restarts: the
+    result — usage, invoices, their numbers, bodies and fingerprints, and the files'
+    bytes — is exactly that of a round that never failed."""
+    scheme = SCHEME + "  invoices: {directory: invoices}\n"
+    clock = Clock(t("2026-12-01T00:00:01"))
+    reference_dir, failing_dir = tmp_path / "reference", tmp_path / "failing"
+    store = open_store(reference_dir, clock)
+    _month(store)
+    stages = runner(store, reference_dir, clock, scheme)
+    stages.get("rating").chunk_rows = 8
+    assert stages.run_once()["rating"]["invoices"] == 30
+    reference = _outcome(store, reference_dir / "invoices")
+    assert len(reference["files"]) == 3 * 4  # four chunks, each a batch of three files
+    store.close()
+
+    store = open_store(failing_dir, clock)
+    _month(store)
+    stages = runner(store, failing_dir, clock, scheme)
+    rating = stages.get("rating")
+    rating.chunk_rows = 8
+    calls = []
+
+    def fail(_tx: Any) -> None:
+        calls.append(1)
+        if len(calls) == fail_at:
+            raise RuntimeError("injected failure between the round's transactions")
+
+    def crash() -> dict[str, int]:
+        raise RuntimeError("injected crash before the invoice files")
+
+    if fail_at == "files":
+        rating.export_pending = crash
+    else:
+        rating._after_writes = fail
+    stages.run_once()
+    assert "injected" in stages.errors["rating"]
+    done = rows(store, "SELECT count(*) AS n FROM invoices")[0]["n"]
+    assert done == {2: 0, 3: 8, 5: 24, "files": 30}[fail_at]  # chunks of 8 accounts
+    store.close()  # and a restart: a new store handle and runner on the same file
+
+    store = open_store(failing_dir, clock)
+    stages = runner(store, failing_dir, clock, scheme)
+    stages.get("rating").chunk_rows = 8
+    stages.run_once()
+    assert stages.errors == {}
+    assert _outcome(store, failing_dir / "invoices") == reference
+    stages.run_once()  # and nothing more
+    assert _outcome(store, failing_dir / "invoices") == reference
+    store.close()

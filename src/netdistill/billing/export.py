@@ -1,5 +1,5 @@
-"""Invoice files: each batch of documents issued in one round, written after the round's
-transaction from the stored documents (so the bytes are the stored ones):
+"""Invoice files: each batch of documents issued in one chunk of a round, written after
+the round's transactions from the stored documents (so the bytes are the stored ones):
 
     <directory>/<first>-<last>.invoices.csv    one row per document (``documents.py``)
     <directory>/<first>-<last>.lines.csv       one row per line

@@ -1,7 +1,8 @@
-"""Issuing invoices, credit notes and debit notes, inside the rating round's transaction.
+"""Issuing invoices, credit notes and debit notes, inside a chunk's transaction.
 
 A billing period is **due** once every rated rollup has rated all its periods up to the
-billing period's end. Then, in one transaction (the round's):
+billing period's end. Then, for the accounts of a chunk of the round (``rating.py``), in
+the chunk's transaction:
 
 * every account with usage in it and no invoice for it gets an **invoice**: per plan
   segment and price an ``included`` line (units of the allowance used, amount 0), one
@@ -16,25 +17,26 @@ billing period's end. Then, in one transaction (the round's):
   the minimum). A note whose total is negative is a ``credit_note``, else a ``debit_note``.
 
 Numbers come from one gap-free sequence (``billing_sequence``), allocated in the same
-transaction that inserts the documents: a failed round allocates nothing. Documents are
+transaction that inserts the documents: a failed chunk allocates nothing. Each document
+is stored with its canonical JSON (``body``) and its SHA-256, made in the same
+statements (``render_sql.render_bodies``: per distinct text, not per document, in
+Python; assembled by DuckDB), so the transaction stays short. Documents are
 never updated or deleted (``documents.verify``); nothing in netdistill has a path that
 changes one, and the API refuses (405) any attempt.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import pyarrow as pa
-
 from netdistill.billing.config import RatingConfig
-from netdistill.billing.documents import document, group_lines, idempotency_key, render
 from netdistill.billing.lines import tier_sql
 from netdistill.billing.money import half_even_sql
-from netdistill.billing.plans import assigned, bill_name, segment_table
+from netdistill.billing.plans import assigned, segment_table
+from netdistill.billing.render_sql import quantity_scaled, render_bodies
+from netdistill.billing.usage import in_range, quote
 
 SEQUENCE = "invoices"
 
@@ -48,19 +50,21 @@ class Issued:
     minimum_by_account: dict[str, int] | None = None
 
 
-def _min_only_accounts(tx: Any, config: RatingConfig) -> None:
+def _min_only_accounts(
+    tx: Any, config: RatingConfig, accounts: tuple[str | None, str | None]
+) -> None:
     """Add invoices for accounts assigned a plan with a minimum charge that have no usage
     in a period being invoiced now (their segments go to ``billing_minseg``)."""
-    accounts, _ = assigned(config)
+    assigned_accounts, _ = assigned(config)
     periods = [
         row["bill_start"]
         for row in tx.query(
             "SELECT DISTINCT bill_start FROM billing_issue WHERE doc = 'invoice'"
         ).to_pylist()
     ]
-    if not accounts or not periods:
+    if not assigned_accounts or not periods:
         return
-    keys = [(account, None, start) for account in sorted(accounts) for start in periods]
+    keys = [(account, None, start) for account in sorted(assigned_accounts) for start in periods]
     segs = segment_table(config, keys)
     minimum = {p: config.minimum_minor(p) for p in config.plans}
     keep = [
@@ -75,8 +79,8 @@ def _min_only_accounts(tx: Any, config: RatingConfig) -> None:
     )
     tx.insert_arrow("billing_minonly", segs.take(keep).drop_columns(["company"]))
     tx.execute(
-        """
-        DELETE FROM billing_minonly m WHERE EXISTS (
+        f"""
+        DELETE FROM billing_minonly m WHERE NOT ({in_range("m.account_id", accounts)}) OR EXISTS (
             SELECT 1 FROM invoices i WHERE i.kind = 'invoice' AND i.account_id = m.account_id
               AND i.period_start = m.bill_start)
           OR EXISTS (SELECT 1 FROM billing_usage u WHERE u.account_id = m.account_id
@@ -96,12 +100,19 @@ def _min_only_accounts(tx: Any, config: RatingConfig) -> None:
     )
 
 
-def issue_due(tx: Any, config: RatingConfig, rated_until: datetime | None) -> Issued:
+def issue_due(
+    tx: Any,
+    config: RatingConfig,
+    rated_until: datetime | None,
+    accounts: tuple[str | None, str | None] = (None, None),
+) -> Issued:
+    """Issue what is due for the accounts in ``accounts`` (``[low, high)``, see the
+    module docstring), numbered after the sequence's last number."""
     result = Issued(minimum_by_account={})
     if rated_until is None:
         return result
     tx.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE billing_issue AS
         SELECT DISTINCT u.account_id, u.bill_start, u.bill_end,
                CASE WHEN i.number IS NULL THEN 'invoice' ELSE 'note' END AS doc,
@@ -110,6 +121,7 @@ def issue_due(tx: Any, config: RatingConfig, rated_until: datetime | None) -> Is
         LEFT JOIN invoices i ON i.kind = 'invoice' AND i.account_id = u.account_id
              AND i.period_start = u.bill_start
         WHERE u.bill_end <= ? AND (i.number IS NULL OR u.late_quantity > u.billed_late)
+          AND {in_range("u.account_id", accounts)}
         """,
         (rated_until,),
     )
@@ -120,7 +132,7 @@ def issue_due(tx: Any, config: RatingConfig, rated_until: datetime | None) -> Is
         FROM billing_usage u JOIN billing_issue b USING (account_id, bill_start)
         """
     )
-    _min_only_accounts(tx, config)
+    _min_only_accounts(tx, config, accounts)
     count = tx.query("SELECT count(*) AS n FROM billing_issue").column("n")[0].as_py()
     if not count:
         return result
@@ -199,7 +211,7 @@ def issue_due(tx: Any, config: RatingConfig, rated_until: datetime | None) -> Is
     start = int(last[0]["last"]) if last else 0
     if not last:
         tx.execute("INSERT INTO billing_sequence VALUES (?, 0)", (SEQUENCE,))
-    prefix, digits = config.invoices.prefix, config.invoices.digits
+    digits = config.invoices.digits
     tx.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE billing_docs AS
@@ -213,41 +225,22 @@ def issue_due(tx: Any, config: RatingConfig, rated_until: datetime | None) -> Is
         FROM totals
         """
     )
-    docs = tx.query(
-        f"""
-        SELECT '{prefix}' || lpad(CAST(seq AS VARCHAR), {digits}, '0') AS number, seq,
-               CASE WHEN doc = 'invoice' THEN 'invoice'
-                    WHEN total_minor < 0 THEN 'credit_note' ELSE 'debit_note' END AS kind,
-               account_id, bill_start AS period_start, bill_end AS period_end,
-               total_minor, refers_to
-        FROM billing_docs ORDER BY seq
-        """
-    )
-    lines = tx.query(
-        f"""
-        SELECT '{prefix}' || lpad(CAST(d.seq AS VARCHAR), {digits}, '0') AS number,
-               CAST(row_number() OVER (PARTITION BY d.seq ORDER BY l.seg_from, l.position,
-                    l.tier_order, l.price) AS INTEGER) AS line,
-               l.kind, l.plan, l.price, l.category, l.metric, l.direction, l.tier,
-               l.seg_from AS segment_from, l.seg_to AS segment_to, l.base_quantity, l.unit,
-               CAST(l.unit_size AS BIGINT) AS unit_size, l.rate, l.amount_minor
-        FROM billing_doc_lines l JOIN billing_docs d USING (account_id, bill_start)
-        ORDER BY d.seq, line
-        """
-    )
-    _insert_documents(tx, config, docs, lines)
+    _insert_documents(tx, config)
     tx.execute(
         "UPDATE billing_usage u SET billed_late = late_quantity FROM billing_issue b"
         " WHERE u.account_id = b.account_id AND u.bill_start = b.bill_start"
     )
-    n = docs.num_rows
+    n = count
     tx.execute("UPDATE billing_sequence SET last = ? WHERE name = ?", (start + n, SEQUENCE))
     tx.execute(
         "INSERT INTO invoice_exports VALUES (?, ?, ?, NULL, NULL)",
         (f"{start + 1:0{digits}d}-{start + n:0{digits}d}", start + 1, start + n),
     )
-    kinds = docs.column("kind").to_pylist()
-    result.invoices = kinds.count("invoice")
+    result.invoices = int(
+        tx.query("SELECT count(*) AS n FROM billing_docs WHERE doc = 'invoice'")
+        .column("n")[0]
+        .as_py()
+    )
     result.notes = n - result.invoices
     result.first_seq, result.last_seq = start + 1, start + n
     for row in tx.query(
@@ -258,34 +251,54 @@ def issue_due(tx: Any, config: RatingConfig, rated_until: datetime | None) -> Is
     return result
 
 
-def _insert_documents(tx: Any, config: RatingConfig, docs: pa.Table, lines: pa.Table) -> None:
-    """Insert the documents with their fingerprints (rendered here, as ``documents.load``
-    will render them) and their lines."""
-    issued_at = tx.query("SELECT to_timestamp(?) AS t", (tx.now,)).column("t")[0].as_py()
-    by_number = group_lines(lines.to_pylist())
-    heads = docs.to_pylist()
-    shas, names, keys, bodies = [], [], [], []
-    for head in heads:
-        head.update(
-            issued_at=issued_at,
-            currency=config.currency,
-            minor_units=config.minor_units,
-            bill_period=bill_name(head["period_start"]),
-        )
-        body = render(document(head, by_number.get(head["number"], [])))
-        bodies.append(body.decode())
-        shas.append(hashlib.sha256(body).hexdigest())
-        names.append(head["bill_period"])
-        keys.append(idempotency_key(head["number"]))
-    n = docs.num_rows
-    table = (
-        docs.append_column("bill_period", pa.array(names, pa.string()))
-        .append_column("issued_at", pa.array([issued_at] * n, pa.timestamp("us", tz="UTC")))
-        .append_column("currency", pa.array([config.currency] * n, pa.string()))
-        .append_column("minor_units", pa.array([config.minor_units] * n, pa.int32()))
-        .append_column("idempotency_key", pa.array(keys, pa.string()))
-        .append_column("sha256", pa.array(shas, pa.string()))
-        .append_column("body", pa.array(bodies, pa.string()))
+def _insert_documents(tx: Any, config: RatingConfig) -> None:
+    """Insert the documents of ``billing_docs`` with their lines (``billing_doc_lines``),
+    each with its canonical JSON and SHA-256 rendered by DuckDB (``render_sql``: the
+    bytes ``documents.render`` gives), in a few statements whatever their number."""
+    prefix, digits, minor = config.invoices.prefix, config.invoices.digits, config.minor_units
+    number = f"{quote(prefix)} || lpad(CAST(d.seq AS VARCHAR), {int(digits)}, '0')"
+    tx.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE billing_new_lines AS
+        SELECT {number} AS number,
+               CAST(row_number() OVER (PARTITION BY d.seq ORDER BY l.seg_from, l.position,
+                    l.tier_order, l.price) AS INTEGER) AS line,
+               l.kind, l.plan, l.price, l.category, l.metric, l.direction, l.tier,
+               l.seg_from AS segment_from, l.seg_to AS segment_to, l.base_quantity, l.unit,
+               CAST(l.unit_size AS BIGINT) AS unit_size, l.rate, l.amount_minor,
+               {quantity_scaled("l.base_quantity", "l.unit_size")} AS q9
+        FROM billing_doc_lines l JOIN billing_docs d USING (account_id, bill_start)
+        """
     )
-    tx.insert_arrow("invoices", table)
-    tx.insert_arrow("invoice_lines", lines)
+    tx.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE billing_new_docs AS
+        SELECT {number} AS number, d.seq,
+               CASE WHEN d.doc = 'invoice' THEN 'invoice'
+                    WHEN d.total_minor < 0 THEN 'credit_note' ELSE 'debit_note' END AS kind,
+               d.account_id, strftime(d.bill_start, '%Y-%m') AS bill_period,
+               d.bill_start AS period_start, d.bill_end AS period_end,
+               to_timestamp(?) AS issued_at, {quote(config.currency)} AS currency,
+               CAST({int(minor)} AS INTEGER) AS minor_units, d.total_minor, d.refers_to,
+               'invoice/' || {number} AS idempotency_key
+        FROM billing_docs d
+        """,
+        (tx.now,),
+    )
+    bodies = render_bodies(tx, "billing_new_lines", "billing_new_docs", minor)
+    tx.execute(
+        f"""
+        INSERT INTO invoices (number, seq, kind, account_id, bill_period, period_start,
+                              period_end, issued_at, currency, minor_units, total_minor,
+                              refers_to, idempotency_key, sha256, body)
+        SELECT d.number, d.seq, d.kind, d.account_id, d.bill_period, d.period_start,
+               d.period_end, d.issued_at, d.currency, d.minor_units, d.total_minor,
+               d.refers_to, d.idempotency_key, sha256(b.body), b.body
+        FROM billing_new_docs d JOIN {bodies} b USING (number) ORDER BY d.seq
+        """
+    )
+    tx.execute(
+        "INSERT INTO invoice_lines SELECT number, line, kind, plan, price, category, metric,"
+        " direction, tier, segment_from, segment_to, base_quantity, unit, unit_size, rate,"
+        " amount_minor FROM billing_new_lines ORDER BY number, line"
+    )

@@ -2,27 +2,43 @@
 
 ``RatingStage`` is a manager stage (``stages/base.py`` contract) built from the scheme's
 ``rating:`` section; ``StageRunner`` runs it right after the last rollup it rates, so a
-period closed in a round is rated in the same round. One round is **one store
-transaction**:
+period closed in a round is rated in the same round.
 
-1. every roll-up period closed since (a row of ``rollup_<name>_periods`` not yet in
-   ``billing_rated``) is marked rated, once — (rollup, period) is the key;
-2. its account rows, and the late records of every rated period (``usage.py``), are
-   matched to the plan in force (``plans.segments``) and to the first price of that plan
-   whose category, metric, direction, weekdays and hours fit the roll-up period's start
-   (in the section's ``timezone``), and added to ``billing_usage``;
-3. the touched rows are priced again (``lines.rated_sql``); each account's prepaid
-   money balance (``balances.prepaid_money``) goes down by the increase;
-4. billing periods now fully rated are invoiced, and late usage of invoiced periods
-   becomes notes (``issue.py``);
-5. the new record watermark and the round number are saved (``_stage_state``).
+A round is **several short store transactions**, so that record commits (which take the
+same write lock) wait for one of them at most, never for the round:
 
-A round that fails anywhere changes nothing (the transaction rolls back) and is tried
-again; a restart continues from the saved state. Nothing is rated twice: a period is
-rated in the round that inserts its ``billing_rated`` row, a late record in the round
-whose watermark range holds it. Invoice files are written after the transaction, from
-the stored documents, and recorded in ``invoice_exports`` (rewritten identically after
-a crash in between).
+1. *open* (one transaction): every roll-up period closed since (a row of
+   ``rollup_<name>_periods`` not yet in ``billing_rated``) is marked rated in this round,
+   once — (rollup, period) is the key; the round's record range (the last record id now)
+   and its **chunks** — account-id bounds cutting the work into about ``chunk_rows`` rows
+   each, read before the transaction — are saved in the stage state (``open``);
+2. *one transaction per chunk*, in account order: for the accounts in it, the account
+   rows of the periods rated in this round and the late records of every rated period
+   in the round's record range (``usage.py``) are matched to the plan in force
+   (``plans.segments``) and to the first price of that plan whose category, metric,
+   direction, weekdays and hours fit the roll-up period's start (in the section's
+   ``timezone``) and added to ``billing_usage``; the touched rows are priced again
+   (``lines.rated_sql``) and each account's prepaid money balance
+   (``balances.prepaid_money``) goes down by the increase; billing periods now fully
+   rated are invoiced for these accounts and their late usage of invoiced periods becomes
+   notes (``issue.py``); the chunk is recorded done in the stage state, and the last one
+   saves the new watermark and closes the round.
+
+What is atomic, and why that is enough: each transaction. Rating and invoicing are per
+account (an account's usage, price, balance and documents never depend on another
+account's), so a chunk is a complete unit: it rates its accounts and issues their
+documents, and records itself done, together. A failure rolls back the transaction it
+happens in; the next round **resumes** the open round at that chunk, with the same record
+range, rated periods and bounds, so nothing is rated twice or skipped. Numbers stay
+gap-free: each chunk takes the next numbers of ``billing_sequence`` in the transaction
+that inserts the documents. What a reader can see between two chunks is a consistent
+state: some accounts invoiced for the period, the others not yet.
+
+Between transactions the round pauses ``PAUSE_S``: the store's lock is not fair, and
+without it this thread would take the lock again before a waiting commit woke up.
+Invoice files are written after the chunks, from the stored documents, and recorded in
+``invoice_exports`` (one batch per chunk; rewritten with the same bytes after a crash in
+between).
 
 Usage no price matches is free; usage of an account with no plan (no assignment and no
 ``default_plan``) is counted as ``unrated`` in the status and logged, not charged.
@@ -33,6 +49,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,13 +61,19 @@ from netdistill.billing.config import RatingConfig
 from netdistill.billing.issue import issue_due
 from netdistill.billing.lines import rated_sql
 from netdistill.billing.plans import assigned, bill_start_sql, plan_tables, segment_table
-from netdistill.billing.usage import late_usage_sql, quote, rollup_usage_sql
+from netdistill.billing.usage import in_range, late_usage_sql, quote, rollup_usage_sql
 from netdistill.stages import balances as balance_store
 from netdistill.stages.base import save_watermark
+from netdistill.stages.rollup_store import table_names
 
 log = logging.getLogger(__name__)
 
 NAME = "rating"
+
+#: rows of work (roll-up rows to rate, usage rows to invoice) per transaction of a round
+CHUNK_ROWS = 20_000
+#: pause between the transactions of a round (lets waiting record commits take the lock)
+PAUSE_S = 0.02
 
 
 def insert_rating_stage(
@@ -92,6 +115,7 @@ class RatingStage:
         self.pairs = sorted(
             {(p.category, p.measured) for plan in config.plans.values() for p in plan.prices}
         )
+        self.chunk_rows = CHUNK_ROWS
         self.totals: dict[str, int] = {}
         self.last_counts: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -107,7 +131,7 @@ class RatingStage:
                 tx.insert_arrow(name, table)
 
     def _after_writes(self, tx: Any) -> None:
-        """Called last inside the round's transaction (tests fail a round here)."""
+        """Called last inside each transaction of a round (tests fail a round here)."""
 
     # --- one round -------------------------------------------------------------------------
 
@@ -131,12 +155,86 @@ class RatingStage:
         return counts
 
     def _round(self) -> dict[str, int]:
+        """One round in short transactions (see the module docstring): open it (or
+        resume the one a failure left open), then rate and issue chunk by chunk."""
+        counts = {
+            "periods_rated": 0,
+            "usage_rows": 0,
+            "late_rows": 0,
+            "unrated_rows": 0,
+            "invoices": 0,
+            "notes": 0,
+        }
+        pending = self._state()[1].get("open")
+        if pending is None:
+            pending = self._open(self._bounds())
+            counts["periods_rated"] = int(pending["periods"])
+        bounds: list[str] = list(pending["bounds"])
+        for chunk in range(int(pending["done"]), len(bounds) + 1):
+            low = bounds[chunk - 1] if chunk > 0 else None
+            high = bounds[chunk] if chunk < len(bounds) else None
+            for key, value in self._chunk(pending, chunk, (low, high)).items():
+                counts[key] += value
+            # the store's lock is not fair: without a pause this thread takes it again
+            # before a waiting commit wakes up, and the commit waits for the whole round
+            time.sleep(PAUSE_S)
+        if counts["unrated_rows"]:
+            log.warning("rating: %d usage rows have no plan (no assignment, no default_plan)",
+                        counts["unrated_rows"])  # fmt: skip
+        return counts
+
+    def _state(self, tx: Any = None) -> tuple[int, dict[str, Any]]:
+        """(watermark, state) of the stage, in ``tx`` or as committed."""
+        sql = "SELECT watermark, state FROM _stage_state WHERE stage = ?"
+        found = (
+            tx.query(sql, (NAME,)) if tx is not None else self.store.query(sql.replace("?", "$s"),
+                                                                             {"s": NAME})
+        ).to_pylist()  # fmt: skip
+        if not found:
+            return 0, {}
+        return int(found[0]["watermark"]), json.loads(found[0]["state"] or "{}")
+
+    def _bounds(self) -> list[str]:
+        """Account ids cutting the round into chunks of about ``chunk_rows`` rows of work
+        (roll-up rows not rated yet, usage rows of billing periods not invoiced yet): a
+        read outside the write lock. Any bounds are correct (chunks cover every account);
+        these only balance the transactions."""
+        parts = []
+        for _rated, rollup in self.rollups:
+            accounts, periods = table_names(rollup.name)[1], f"rollup_{rollup.name}_periods"
+            unrated = (
+                f'SELECT p.period FROM "{periods}" p WHERE NOT EXISTS (SELECT 1 FROM'
+                f" billing_rated r WHERE r.rollup = {quote(rollup.name)} AND r.period = p.period)"
+            )
+            parts.append(
+                f'SELECT a.account_id FROM "{accounts}" a WHERE a.period IN ({unrated})'
+                f' AND a.period_start >= (SELECT min(p.period_start) FROM "{periods}" p'
+                f" WHERE p.period IN ({unrated}))"
+            )
+        parts.append(
+            "SELECT account_id FROM billing_usage WHERE bill_start >= (SELECT coalesce("
+            "max(period_start), TIMESTAMPTZ '1970-01-01') FROM invoices WHERE kind = 'invoice')"
+        )
+        found = self.store.query(
+            f"""
+            WITH w AS (
+                SELECT account_id, count(*) AS n FROM ({" UNION ALL ".join(parts)}) GROUP BY ALL
+            ), c AS (
+                SELECT account_id, n, sum(n) OVER (ORDER BY account_id) AS cum FROM w
+            )
+            SELECT min(account_id) AS bound FROM c
+            GROUP BY (cum - n) // {max(1, int(self.chunk_rows))} ORDER BY bound
+            """
+        )
+        return [str(b) for b in found.column("bound").to_pylist()[1:]]
+
+    def _open(self, bounds: list[str]) -> dict[str, Any]:
+        """Open a round: mark the closed roll-up periods rated and fix what the round
+        reads (its record range and the chunk bounds) in the stage state."""
         with self.store.transaction() as tx:
-            found = tx.query(
-                "SELECT watermark, state FROM _stage_state WHERE stage = ?", (NAME,)
-            ).to_pylist()
-            previous = int(found[0]["watermark"]) if found else 0
-            state = json.loads(found[0]["state"] or "{}") if found else {}
+            previous, state = self._state(tx)
+            if state.get("open") is not None:  # opened meanwhile: continue that one
+                return dict(state["open"])
             rating_round = int(state.get("round", 0)) + 1
             high_value = tx.query("SELECT max(record_id) AS m FROM records").column("m")[0]
             high = max(previous, int(high_value.as_py() or 0))
@@ -154,10 +252,36 @@ class RatingStage:
                 " WHERE rated_round = ?",
                 (high, rating_round),
             ).to_pylist()[0]
-            scan_low = min(previous, int(lows["m"])) if lows["n"] else previous
+            pending = {
+                "round": rating_round,
+                "previous": previous,
+                "high": high,
+                "scan_low": min(previous, int(lows["m"])) if lows["n"] else previous,
+                "periods": int(lows["n"]),
+                "bounds": bounds,
+                "done": 0,
+            }
+            save_watermark(tx, NAME, previous, {"round": rating_round - 1, "open": pending})
+            self._after_writes(tx)
+        return pending
+
+    def _chunk(
+        self, pending: dict[str, Any], chunk: int, accounts: tuple[str | None, str | None]
+    ) -> dict[str, int]:
+        """Rate and issue the accounts in ``accounts`` for the open round, in one
+        transaction that also records the chunk as done (or, for the last, closes the
+        round): a chunk is done exactly once."""
+        rating_round, previous, high = pending["round"], pending["previous"], pending["high"]
+        last = chunk == len(pending["bounds"])
+        with self.store.transaction() as tx:
+            state = self._state(tx)[1].get("open") or {}
+            if state.get("round") != rating_round or state.get("done") != chunk:
+                raise RuntimeError(f"rating round {rating_round}: chunk {chunk} is not next")
             parts: list[str] = []
             for rated, rollup in self.rollups:
-                parts += rollup_usage_sql(rollup, rated.direction, self.pairs, rating_round)
+                parts += rollup_usage_sql(
+                    rollup, rated.direction, self.pairs, rating_round, accounts
+                )
                 if rollup.pops:  # a central rollup of POPs: no records of its own are late
                     continue
                 parts.append(
@@ -169,7 +293,8 @@ class RatingStage:
                         rating_round=rating_round,
                         previous_high=previous,
                         high=high,
-                        scan_low=scan_low,
+                        scan_low=pending["scan_low"],
+                        accounts=accounts,
                     )
                 )
             tx.execute(
@@ -180,15 +305,11 @@ class RatingStage:
                 "SELECT count(*) FILTER (WHERE origin = 'usage') AS usage,"
                 " count(*) FILTER (WHERE origin = 'late') AS late FROM billing_work"
             ).to_pylist()[0]
-            counts = {
-                "periods_rated": int(lows["n"]),
-                "usage_rows": int(work["usage"]),
-                "late_rows": int(work["late"]),
-                "unrated_rows": 0,
-            }
-            if work["usage"] or work["late"]:
-                counts["unrated_rows"] = self._accumulate(tx, rating_round)
-            issued = issue_due(tx, self.config, self._rated_until(tx))
+            counts = {"usage_rows": int(work["usage"]), "late_rows": int(work["late"])}
+            counts["unrated_rows"] = (
+                self._accumulate(tx, rating_round, accounts) if work["usage"] or work["late"] else 0
+            )
+            issued = issue_due(tx, self.config, self._rated_until(tx), accounts)
             if issued.minimum_by_account:
                 self._decrement(
                     tx,
@@ -201,11 +322,12 @@ class RatingStage:
                     "minimum charge",
                 )
             counts.update(invoices=issued.invoices, notes=issued.notes)
-            save_watermark(tx, NAME, high, {"round": rating_round})
+            if last:
+                save_watermark(tx, NAME, high, {"round": rating_round})
+            else:
+                opened = {**pending, "done": chunk + 1}
+                save_watermark(tx, NAME, previous, {"round": rating_round - 1, "open": opened})
             self._after_writes(tx)
-        if counts["unrated_rows"]:
-            log.warning("rating: %d usage rows have no plan (no assignment, no default_plan)",
-                        counts["unrated_rows"])  # fmt: skip
         return counts
 
     def _rated_until(self, tx: Any) -> Any:
@@ -224,7 +346,7 @@ class RatingStage:
             ends.append(value)
         return min(ends)
 
-    def _accumulate(self, tx: Any, rating_round: int) -> int:
+    def _accumulate(self, tx: Any, rating_round: int, chunk: tuple[str | None, str | None]) -> int:
         """Add billing_work to billing_usage; re-price the touched rows; returns the
         number of rows without a plan."""
         bill_start = bill_start_sql("period_start", self.config.billing_day)
@@ -306,7 +428,10 @@ class RatingStage:
         keys_sql = "account_id, company, bill_start, seg_from, plan, price"
         tx.execute(
             "CREATE OR REPLACE TEMP TABLE billing_rerated AS "
-            + rated_sql(f"u.touched_round = {int(rating_round)}", self.config.minor_units)
+            + rated_sql(
+                f"u.touched_round = {int(rating_round)} AND {in_range('u.account_id', chunk)}",
+                self.config.minor_units,
+            )
         )
         tx.execute(
             "CREATE OR REPLACE TEMP TABLE billing_delta AS"

@@ -3,7 +3,7 @@
 * ``billing_plans``, ``billing_prices``, ``billing_tiers`` — the scheme's plans as tables
   (``plans.plan_tables``), rewritten when the stage starts. A round's working sets
   (the usage rows read, plan segments, documents being issued) are TEMP tables of the
-  round's transaction.
+  round's transactions.
 * ``billing_rated`` — every roll-up period rated, once: (rollup, period) is its key;
   ``high_record_id`` is the last record the roll-up counted in it (later records of its
   time are late), ``rated_round`` the round that rated it.

@@ -23,6 +23,17 @@ def quote(text: str) -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
 
+def in_range(column: str, accounts: tuple[str | None, str | None]) -> str:
+    """SQL: ``column`` within the account range ``[low, high)`` (None: unbounded)."""
+    low, high = accounts
+    parts = ["true"]
+    if low is not None:
+        parts.append(f"{column} >= {quote(low)}")
+    if high is not None:
+        parts.append(f"{column} < {quote(high)}")
+    return " AND ".join(parts)
+
+
 def _inline(spec: InputSpec) -> str:
     where = spec.where
     for name in sorted(spec.params, key=len, reverse=True):
@@ -37,10 +48,15 @@ def _value(metric: str, column: str) -> str:
 
 
 def rollup_usage_sql(
-    rollup: Any, direction: str, pairs: Sequence[tuple[str, str]], rating_round: int
+    rollup: Any,
+    direction: str,
+    pairs: Sequence[tuple[str, str]],
+    rating_round: int,
+    accounts: tuple[str | None, str | None] = (None, None),
 ) -> list[str]:
-    """SELECTs of the on-time usage of the roll-up periods rated in ``rating_round``."""
-    accounts = table_names(rollup.name)[1]
+    """SELECTs of the on-time usage of the roll-up periods rated in ``rating_round``, of
+    the accounts in ``accounts`` (``[low, high)``)."""
+    table = table_names(rollup.name)[1]
     company = "a.company" if rollup.company else "''"
     out = []
     for category, metric in pairs:
@@ -49,9 +65,9 @@ def rollup_usage_sql(
             f"SELECT {quote(rollup.name)} AS rollup, {quote(direction)} AS direction,"
             f" a.period_start, a.account_id, {company} AS company, {quote(category)} AS category,"
             f" {quote(metric)} AS metric, 'usage' AS origin, {value} AS q"
-            f' FROM "{accounts}" a JOIN billing_rated r ON r.rollup = {quote(rollup.name)}'
+            f' FROM "{table}" a JOIN billing_rated r ON r.rollup = {quote(rollup.name)}'
             f" AND r.period = a.period AND r.rated_round = {int(rating_round)}"
-            f" WHERE {value} <> 0"
+            f" WHERE {value} <> 0 AND {in_range('a.account_id', accounts)}"
         )
     return out
 
@@ -66,13 +82,15 @@ def late_usage_sql(
     previous_high: int,
     high: int,
     scan_low: int,
+    accounts: tuple[str | None, str | None] = (None, None),
 ) -> str:
     """One SELECT of the late usage of ``rollup``'s rated periods among records
     ``(previous_high, high]`` (and, for periods rated this round, every record above the
     period's ``high_record_id``); ``scan_low`` bounds the scan (no lower bound is below
-    it)."""
+    it); of the accounts in ``accounts`` (``[low, high)``), filtered before the join."""
     spec = resolve_input(rollup.input, scheme) if rollup.input else InputSpec("true", {})
     t = time_expression(rollup)
+    account = f"coalesce(CAST(rec.\"{rollup.account}\" AS VARCHAR), '')"
     company = f"coalesce(CAST(rec.\"{rollup.company}\" AS VARCHAR), '')" if rollup.company else "''"
     listed = [s.lower() for services in rollup.categories.values() for s in services]
     conditions = {
@@ -97,7 +115,7 @@ def late_usage_sql(
         WITH late AS (
             SELECT {quote(rollup.name)} AS rollup, {quote(direction)} AS direction,
                    p.period_start,
-                   coalesce(CAST(rec."{rollup.account}" AS VARCHAR), '') AS account_id,
+                   {account} AS account_id,
                    {company} AS company, lower(coalesce(rec.service, '')) AS s, rec.bytes,
                    CAST(round(rec.duration_s * 1e6) AS BIGINT) AS duration_us
             FROM records rec JOIN billing_rated p ON p.rollup = {quote(rollup.name)}
@@ -105,6 +123,7 @@ def late_usage_sql(
             WHERE rec.record_id <= {int(high)} AND rec.record_id > {int(scan_low)}
               AND rec.record_id > {lower}
               AND ({_inline(spec)})
+              AND {in_range(account, accounts)}
         )
         SELECT * FROM ({" UNION ALL ".join(selects)}) WHERE q <> 0
     """
